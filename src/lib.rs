@@ -1,0 +1,8 @@
+//! Ember: an early-boot provisioning engine that reads CoreOS Ignition configs.
+//!
+//! See `docs/architecture.md` for how the modules fit together.
+pub mod config;
+pub mod fetch;
+pub mod providers;
+pub mod stages;
+pub mod system;

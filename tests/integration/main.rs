@@ -1,0 +1,2 @@
+//! Ember's integration tests: one binary, one module per area.
+mod harness;
