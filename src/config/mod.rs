@@ -1,1 +1,404 @@
-//! Config
+//! Configs: spec versions 3.0.0 to 3.6.0 (and 3.7.0-experimental), read exactly as Ignition
+//! reads them, validated with exact locations, translated to one internal model, merged.
+//!
+//! The pipeline of [`parse`] follows Ignition's, step for step, so that the same configs pass
+//! and fail with the same report:
+//!
+//! 1. an empty input is "no config" ([`ParseError::Empty`]);
+//! 2. the JSON must be syntactically valid ([`json`]);
+//! 3. `ignition.version` is read through a small stub and must be a supported version
+//!    ([`version`]);
+//! 4. the document is decoded into that version's types ([`decode`]);
+//! 5. the version's validation rules run ([`validate`]) and report entries get their line and
+//!    column ([`report`]);
+//! 6. the config is translated up to the internal model ([`model`], version 3.7.0-experimental).
+//!
+//! Ember adds findings of its own (marked `ember_only`): keys matched only case-insensitively,
+//! duplicate keys, invalid UTF-8, information lost in translation, and whole-config checks.
+
+pub mod dataurl;
+pub mod decode;
+pub mod json;
+pub mod model;
+pub mod report;
+pub mod unit;
+pub mod url;
+pub mod validate;
+pub mod version;
+
+use std::fmt;
+
+pub use model::Config;
+pub use report::{Entry, JsonPath, Report, Severity};
+pub use version::Spec;
+
+use decode::Note;
+use validate::ember_warning;
+
+/// Why a config could not be used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseError {
+    /// The input is empty: "no config" for the engine.
+    Empty,
+    /// The report holds at least one error.
+    Invalid,
+    /// `ignition.version` is missing, unparseable or unsupported.
+    Version(version::VersionError),
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParseError::Empty => f.write_str("not a config (empty)"),
+            ParseError::Invalid => f.write_str("config is not valid"),
+            ParseError::Version(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// The result of reading one config.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    /// The spec version the config declared, when it could be read.
+    pub spec: Option<Spec>,
+    /// The config translated to the internal model; `None` when `error` is set.
+    pub config: Option<Config>,
+    /// Every finding, Ignition's first (in Ignition's order), then Ember's own.
+    pub report: Report,
+    pub error: Option<ParseError>,
+}
+
+impl Parsed {
+    fn failed(report: Report, error: ParseError) -> Self {
+        Parsed {
+            spec: None,
+            config: None,
+            report,
+            error: Some(error),
+        }
+    }
+}
+
+fn document_error(msg: String, index: usize, code: &'static str) -> Entry {
+    let mut e = Entry::error(JsonPath::root(), code, msg).at_index(index);
+    e.path = None;
+    e
+}
+
+/// Reads, validates and translates a config, as Ignition's `config.Parse` does.
+pub fn parse(raw: &[u8]) -> Parsed {
+    if raw.is_empty() {
+        return Parsed::failed(Report::default(), ParseError::Empty);
+    }
+    let mut report = Report::default();
+    let tree = match json::parse_tree(raw) {
+        Ok(t) => t,
+        Err(e) => {
+            report.push(
+                document_error(e.msg.clone(), e.offset, "json-syntax")
+                    .with_hint(syntax_hint(&e.msg)),
+            );
+            report.correlate(None, raw);
+            return Parsed::failed(report, ParseError::Invalid);
+        }
+    };
+    let version = match decode::decode_version_stub(&tree) {
+        Ok(v) => v,
+        Err(e) => {
+            report.push(
+                document_error(e.to_string(), e.offset, "json-type")
+                    .with_hint("\"ignition\" must be an object and \"ignition.version\" a string"),
+            );
+            report.correlate(None, raw);
+            return Parsed::failed(report, ParseError::Invalid);
+        }
+    };
+    let spec = match version::spec_from_version(&version) {
+        Ok(s) => s,
+        Err(e) => {
+            let mut p = Parsed::failed(report, ParseError::Version(e));
+            p.report.push(version_entry(&tree, &version, e));
+            p.report.correlate(Some(&tree), raw);
+            return p;
+        }
+    };
+    let (mut cfg, notes) = match decode::decode_config(&tree, raw, spec) {
+        Ok(x) => x,
+        Err(e) => {
+            report.push(
+                document_error(e.to_string(), e.offset, "json-type").with_hint(type_hint(&e)),
+            );
+            report.correlate(None, raw);
+            let mut p = Parsed::failed(report, ParseError::Invalid);
+            p.spec = Some(spec);
+            return p;
+        }
+    };
+
+    report.extend(validate::rules(&cfg, spec));
+    report.extend(validate::duplicates(&cfg, spec));
+    report.extend(validate::unused_keys(&cfg, spec, &tree));
+
+    // Ember's own findings.
+    for n in notes {
+        report.push(note_entry(n));
+    }
+    if spec.is_experimental() {
+        report.push(
+            ember_warning(
+                JsonPath::root().key("ignition").key("version"),
+                "experimental-spec",
+                "spec 3.7.0-experimental may change incompatibly in any release",
+            )
+            .with_hint("use \"3.6.0\" unless you need an experimental feature"),
+        );
+    }
+    translate(&mut cfg, spec, &mut report);
+    report.extend(validate::whole_config_checks(&cfg));
+    report.correlate(Some(&tree), raw);
+
+    // Only Ignition's findings decide whether the config is usable; Ember's own errors are
+    // enforced by the linter and by the stages where they matter.
+    let error = report.ignition_has_errors().then_some(ParseError::Invalid);
+    Parsed {
+        spec: Some(spec),
+        config: if error.is_none() { Some(cfg) } else { None },
+        report,
+        error,
+    }
+}
+
+/// Translates a decoded config of version `spec` up to the internal model, applying the
+/// changes Ignition's translations make.
+fn translate(cfg: &mut Config, spec: Spec, report: &mut Report) {
+    if spec == Spec::V3_4 {
+        // Ignition's 3.4 → 3.5 translation copies only url and thumbprint of tang servers.
+        for (i, l) in cfg.storage.luks.iter_mut().enumerate() {
+            for (j, t) in l.clevis.tang.iter_mut().enumerate() {
+                if t.advertisement.take().is_some() {
+                    report.push(
+                        ember_warning(
+                            JsonPath::root()
+                                .key("storage")
+                                .key("luks")
+                                .index(i)
+                                .key("clevis")
+                                .key("tang")
+                                .index(j)
+                                .key("advertisement"),
+                            "tang-advertisement-dropped",
+                            "Ignition drops tang advertisements of spec 3.4.0 configs, so the server is contacted at boot",
+                        )
+                        .with_hint("use spec 3.5.0 or later to keep offline advertisements"),
+                    );
+                }
+            }
+        }
+    }
+    if spec < Spec::V3_6 {
+        for f in &mut cfg.storage.files {
+            if let Some(m) = &mut f.mode {
+                *m &= !0o7000;
+            }
+        }
+        for d in &mut cfg.storage.directories {
+            if let Some(m) = &mut d.mode {
+                *m &= !0o7000;
+            }
+        }
+    }
+    cfg.ignition.version = Spec::LATEST.as_str().to_string();
+}
+
+/// Validates a config that was assembled at run time (merged, or read from the cache) with the
+/// latest rules, as Ignition does after rendering: no duplicate or unused-key checks, no
+/// positions.
+pub fn validate_runtime(cfg: &Config) -> Report {
+    validate::rules(cfg, Spec::LATEST)
+}
+
+fn version_entry(tree: &json::Node, version: &str, e: version::VersionError) -> Entry {
+    let path = JsonPath::root().key("ignition").key("version");
+    let (code, msg, hint) = match e {
+        version::VersionError::Unparseable if version.is_empty() => (
+            "version-missing",
+            "ignition.version is missing".to_string(),
+            format!("add \"ignition\": {{\"version\": \"{}\"}}", Spec::MAX_STABLE),
+        ),
+        version::VersionError::Unparseable => (
+            "version-unparseable",
+            format!("version {version:?} is not a version number"),
+            format!("supported versions: {}", version::supported_list()),
+        ),
+        version::VersionError::Unsupported => (
+            "version-unsupported",
+            format!("spec version {version:?} is not supported"),
+            format!(
+                "supported versions: {} (and 3.7.0-experimental); 2.x configs must be translated first",
+                version::supported_list()
+            ),
+        ),
+    };
+    let _ = tree;
+    Entry::error(path, code, msg).with_hint(hint).ember()
+}
+
+fn note_entry(n: Note) -> Entry {
+    match n {
+        Note::CaseFolded {
+            path,
+            written,
+            field,
+            key_start,
+        } => ember_warning(
+            JsonPath::from_dotted(&path).key(&written),
+            "key-case",
+            format!(
+                "key {written:?} is read as {field:?} only because Ignition ignores case in keys"
+            ),
+        )
+        .with_hint(format!("write it as {field:?}"))
+        .at_index(key_start),
+        Note::DuplicateKey {
+            path,
+            key,
+            key_start,
+        } => ember_warning(
+            JsonPath::from_dotted(&path).key(&key),
+            "duplicate-key",
+            format!(
+                "key {key:?} appears more than once in this object; Ignition merges the values"
+            ),
+        )
+        .with_hint("keep one occurrence")
+        .at_index(key_start),
+        Note::InvalidUtf8 { path, start } => ember_warning(
+            JsonPath::from_dotted(&path),
+            "invalid-utf8",
+            "string holds invalid UTF-8; Ignition replaces those bytes with U+FFFD",
+        )
+        .with_hint("save the file as UTF-8")
+        .at_index(start),
+    }
+}
+
+fn syntax_hint(msg: &str) -> String {
+    if msg.contains("unexpected end") {
+        "the JSON stops early: check for a missing '}' or ']' or a truncated file".into()
+    } else if msg.contains("looking for beginning of object key string") {
+        "object keys need double quotes, and JSON allows no trailing comma".into()
+    } else if msg.contains("after object key:value pair") || msg.contains("after array element") {
+        "a ',' is missing between two entries, or a bracket is not closed".into()
+    } else if msg.contains("exceeded max depth") {
+        "nesting deeper than 10000 levels is not accepted".into()
+    } else if msg.contains("'ï'") {
+        "the file starts with a byte-order mark; save it as UTF-8 without BOM".into()
+    } else {
+        "the file is not valid JSON at this position".into()
+    }
+}
+
+fn type_hint(e: &decode::TypeError) -> String {
+    match e.go_type.as_str() {
+        "int" if e.value.starts_with("number ") => {
+            "integers only: no decimal point or exponent, and within 64 bits".into()
+        }
+        "int" => "this must be a number (modes are decimal, e.g. 420 for 0644)".into(),
+        "bool" => "this must be true or false, without quotes".into(),
+        "string" => "this must be a string in double quotes".into(),
+        t if t.starts_with("[]") || t == "types.HTTPHeaders" => {
+            "this must be a list: [ ... ]".into()
+        }
+        t if t.starts_with("types.") => "this must be an object: { ... }".into(),
+        _ => "the value has the wrong type".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(src: &str) -> Vec<String> {
+        parse(src.as_bytes())
+            .report
+            .ignition_entries()
+            .map(|e| e.ignition_line())
+            .collect()
+    }
+
+    #[test]
+    fn reproduces_ignitions_report() {
+        // The same layout as Ignition's own example; the expected lines are Ignition's output.
+        let src = concat!(
+            "{\n",
+            "  \"ignition\": {\"version\": \"3.5.0\"},\n",
+            "  \"storage\": {\"files\": [\n",
+            "              {\"path\": \"/foo/bar\", \"mode\": 3565, \"foo\": 1, \"contents\": {\"source\": \"data:,\"}},\n",
+            "              {\"path\": \"/foo/bar\"},\n",
+            "              {\"path\": \"foo/bar\", \"overwrite\": true}\n",
+            "  ]},\n",
+            "  \"systemd\": {\"units\": [{\"name\": \"x.service\", \"enabled\": true, \"contents\": \"[Service]\\nType=oneshot\"}]}\n",
+            "}\n"
+        );
+        assert_eq!(
+            lines(src),
+            vec![
+                "warning at $.storage.files.0.mode, line 4 col 44: setuid/setgid/sticky bits are not supported or functional in spec versions older than 3.6.0",
+                "error at $.storage.files.2.path, line 6 col 24: path not absolute",
+                "error at $.storage.files.2.overwrite, line 6 col 48: overwrite must be false if source is unspecified",
+                "warning at $.systemd.units.0.contents, line 8 col 76: unit \"x.service\" is enabled, but has no install section so enable does nothing",
+                "error at $.storage.files.1, line 5 col 16: duplicate entry defined",
+                "warning at $.storage.files.0.foo, line 4 col 50: unused key foo",
+            ]
+        );
+    }
+
+    #[test]
+    fn document_level_errors() {
+        assert_eq!(parse(b"").error, Some(ParseError::Empty));
+        assert_eq!(
+            lines("{\"ignition\": "),
+            vec!["error at line 0 col 0: unexpected end of JSON input"]
+        );
+        assert_eq!(
+            lines("{\"ignition\": {\"version\": 3}}"),
+            vec!["error at line 1 col 27: json: cannot unmarshal number into Go struct field versionStub.ignition.version of type string"]
+        );
+        let p = parse(b"{\"ignition\": {\"version\": \"2.2.0\"}}");
+        assert_eq!(
+            p.error,
+            Some(ParseError::Version(version::VersionError::Unsupported))
+        );
+        assert_eq!(p.report.ignition_entries().count(), 0);
+        assert_eq!(
+            parse(b"{}").error,
+            Some(ParseError::Version(version::VersionError::Unparseable))
+        );
+    }
+
+    #[test]
+    fn case_insensitive_keys_fall_back_to_root_marker() {
+        assert_eq!(
+            lines(r#"{"IGNITION":{"VERSION":"3.6.0"},"Storage":{"Files":[{"PATH":"rel"}]}}"#),
+            vec![
+                "error at $.storage.files.0.path, line 1 col 2: path not absolute",
+                "warning at $.IGNITION, line 1 col 2: unused key IGNITION",
+                "warning at $.Storage, line 1 col 33: unused key Storage",
+            ]
+        );
+    }
+
+    #[test]
+    fn translation_masks_special_bits_before_3_6() {
+        let p = parse(
+            br#"{"ignition":{"version":"3.5.0"},"storage":{"files":[{"path":"/a","mode":3565}]}}"#,
+        );
+        assert_eq!(p.config.unwrap().storage.files[0].mode, Some(493));
+        let p = parse(
+            br#"{"ignition":{"version":"3.6.0"},"storage":{"files":[{"path":"/a","mode":3565}]}}"#,
+        );
+        assert_eq!(p.config.unwrap().storage.files[0].mode, Some(3565));
+    }
+}
