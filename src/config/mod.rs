@@ -18,7 +18,12 @@
 
 pub mod dataurl;
 pub mod decode;
+pub mod gzip;
 pub mod json;
+pub mod marshal;
+pub mod merge;
+pub mod redact;
+pub mod schema;
 pub mod model;
 pub mod report;
 pub mod unit;

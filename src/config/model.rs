@@ -180,6 +180,8 @@ pub trait DynStruct: Any + Debug {
     fn as_any(&self) -> &dyn Any;
     fn reset(&mut self);
     fn clone_box(&self) -> Box<dyn DynStruct>;
+    /// Replaces `self` with a copy of `other`, which must be of the same type.
+    fn assign(&mut self, other: &dyn DynStruct);
     /// The key Ignition uses for duplicate checks and merging (`Key()` in its types), if any.
     fn key(&self) -> Option<String> {
         None
@@ -408,6 +410,11 @@ macro_rules! config_type {
             }
             fn clone_box(&self) -> Box<dyn DynStruct> {
                 Box::new(self.clone())
+            }
+            fn assign(&mut self, other: &dyn DynStruct) {
+                if let Some(o) = other.as_any().downcast_ref::<Self>() {
+                    *self = o.clone();
+                }
             }
             $(
                 fn key(&self) -> Option<String> {

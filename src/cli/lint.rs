@@ -1,0 +1,603 @@
+//! `ember validate`: the linter.
+//!
+//! Checks each config with Ignition's rules plus Ember's own, follows `ignition.config.merge`
+//! and `replace` entries given as `data:` URLs (other sources are noted, not fetched), checks the
+//! merged result as a whole, and prints the findings as text for people, JSON for tools, or
+//! SARIF 2.1.0 for code-scanning services. Source lines shown in the text output have secrets
+//! (password hashes, inline contents, header values) replaced with `<redacted>`.
+
+use std::ffi::OsString;
+use std::io::{Read, Write};
+
+use serde_json::{json, Value as J};
+use sha2::Digest;
+
+use super::exit;
+use crate::config::json::{self, LineIndex};
+use crate::config::report::{Entry, JsonPath, Report, Severity};
+use crate::config::{self, merge, redact, Config, Spec};
+
+const HELP: &str = "\
+Usage: ember validate [--format human|json|sarif] [--strict] FILE...|-
+
+Checks Ignition configs (spec 3.0.0 to 3.6.0, and 3.7.0-experimental) and reports every
+problem with its file, line, column and JSON path, a message and, where Ember knows one, a
+hint. Configs merged or replaced through data: URLs are checked too, and so is the merged
+result. `-` reads standard input.
+
+Options:
+  --format FORMAT   human (default), json (documented in docs/linter.md) or sarif (2.1.0)
+  --strict          treat warnings as errors
+  -h, --help        show this help
+
+Exit codes:
+  0  no errors (warnings allowed unless --strict)
+  1  at least one config has errors
+  2  bad usage, or an input could not be read
+";
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Human,
+    Json,
+    Sarif,
+}
+
+/// The findings for one input.
+struct FileResult {
+    name: String,
+    src: Vec<u8>,
+    read_error: Option<String>,
+    spec: Option<Spec>,
+    report: Report,
+}
+
+impl FileResult {
+    fn errors(&self) -> usize {
+        self.report
+            .entries
+            .iter()
+            .filter(|e| e.severity == Severity::Error)
+            .count()
+            + usize::from(self.read_error.is_some())
+    }
+    fn warnings(&self) -> usize {
+        self.report
+            .entries
+            .iter()
+            .filter(|e| e.severity == Severity::Warning)
+            .count()
+    }
+}
+
+pub fn main(args: Vec<OsString>) -> i32 {
+    let mut format = Format::Human;
+    let mut strict = false;
+    let mut files: Vec<String> = Vec::new();
+    let mut parser = lexopt::Parser::from_args(args);
+    loop {
+        let arg = match parser.next() {
+            Ok(Some(a)) => a,
+            Ok(None) => break,
+            Err(e) => {
+                eprintln!("ember validate: {e}\n\n{HELP}");
+                return exit::USAGE;
+            }
+        };
+        use lexopt::Arg::*;
+        match arg {
+            Long("format") | Short('f') => {
+                let v = parser.value().map(|v| v.to_string_lossy().into_owned());
+                format = match v.as_deref() {
+                    Ok("human") | Ok("text") => Format::Human,
+                    Ok("json") => Format::Json,
+                    Ok("sarif") => Format::Sarif,
+                    Ok(other) => {
+                        eprintln!("ember validate: unknown format {other:?}; use human, json or sarif");
+                        return exit::USAGE;
+                    }
+                    Err(e) => {
+                        eprintln!("ember validate: {e}");
+                        return exit::USAGE;
+                    }
+                };
+            }
+            Long("strict") => strict = true,
+            Long("help") | Short('h') => {
+                print!("{HELP}");
+                return exit::OK;
+            }
+            Value(v) => files.push(v.to_string_lossy().into_owned()),
+            other => {
+                eprintln!(
+                    "ember validate: {}\n\n{HELP}",
+                    other.unexpected()
+                );
+                return exit::USAGE;
+            }
+        }
+    }
+    if files.is_empty() {
+        eprintln!("ember validate: no input; give one or more files, or - for standard input\n\n{HELP}");
+        return exit::USAGE;
+    }
+
+    let mut results: Vec<FileResult> = files.iter().map(|f| check_input(f)).collect();
+    if strict {
+        for r in &mut results {
+            for e in &mut r.report.entries {
+                if e.severity == Severity::Warning {
+                    e.severity = Severity::Error;
+                }
+            }
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    let text = match format {
+        Format::Human => human(&results),
+        Format::Json => serde_json::to_string_pretty(&json_doc(&results)).unwrap_or_default() + "\n",
+        Format::Sarif => serde_json::to_string_pretty(&sarif_doc(&results)).unwrap_or_default() + "\n",
+    };
+    let _ = out.write_all(text.as_bytes());
+    if results.iter().any(|r| r.read_error.is_some()) {
+        exit::USAGE
+    } else if results.iter().any(|r| r.errors() > 0) {
+        exit::FAILURE
+    } else {
+        exit::OK
+    }
+}
+
+fn read_input(name: &str) -> Result<Vec<u8>, String> {
+    let mut v = Vec::new();
+    if name == "-" {
+        std::io::stdin()
+            .lock()
+            .read_to_end(&mut v)
+            .map_err(|e| format!("reading standard input: {e}"))?;
+        return Ok(v);
+    }
+    let mut f = std::fs::File::open(name).map_err(|e| format!("cannot open {name}: {e}"))?;
+    f.read_to_end(&mut v)
+        .map_err(|e| format!("cannot read {name}: {e}"))?;
+    Ok(v)
+}
+
+fn check_input(name: &str) -> FileResult {
+    let display = if name == "-" { "<stdin>".to_string() } else { name.to_string() };
+    let src = match read_input(name) {
+        Ok(s) => s,
+        Err(e) => {
+            return FileResult {
+                name: display,
+                src: Vec::new(),
+                read_error: Some(e),
+                spec: None,
+                report: Report::default(),
+            }
+        }
+    };
+    let (spec, report) = lint_bytes(&src);
+    FileResult {
+        name: display,
+        src,
+        read_error: None,
+        spec,
+        report,
+    }
+}
+
+/// Everything the linter finds in one config, its merged children included.
+pub fn lint_bytes(src: &[u8]) -> (Option<Spec>, Report) {
+    let parsed = config::parse(src);
+    let mut report = parsed.report;
+    if let Some(config::ParseError::Empty) = parsed.error {
+        let mut e = Entry::error(JsonPath::root(), "empty", "not a config (empty)")
+            .with_hint("the file is empty; a minimal config is {\"ignition\": {\"version\": \"3.6.0\"}}");
+        e.path = None;
+        report.push(e);
+    }
+    if let Some(cfg) = parsed.config {
+        let mut findings = Report::default();
+        let rendered = render(cfg, "", 0, &mut findings);
+        let had_children = !findings.entries.is_empty() || rendered.1;
+        report.extend(findings);
+        if had_children {
+            for mut e in config::validate_runtime(&rendered.0).entries {
+                e.ember_only = true;
+                e.source = Some("the merged config".into());
+                e.message = format!("after merging: {}", e.message);
+                report.push(e);
+            }
+            for mut e in config::validate::whole_config_checks(&rendered.0).entries {
+                e.source = Some("the merged config".into());
+                report.push(e);
+            }
+        }
+    }
+    (parsed.spec, report)
+}
+
+/// Follows data: URL merges and replacements like Ignition's rendering, collecting findings of
+/// the referenced configs. Returns the rendered config and whether anything was merged.
+fn render(cfg: Config, label: &str, depth: usize, findings: &mut Report) -> (Config, bool) {
+    if depth > 8 {
+        return (cfg, false);
+    }
+    let base_path = JsonPath::root().key("ignition").key("config");
+    if let Some(src) = cfg.ignition.config.replace.source_str().map(str::to_string) {
+        let here = format!("{label}replace");
+        let p = base_path.key("replace");
+        if let Some(child) = child_config(&src, &cfg.ignition.config.replace, &p, &here, findings) {
+            let (rendered, _) = render(child, &format!("{here} ▸ "), depth + 1, findings);
+            return (rendered, true);
+        }
+        return (cfg, false);
+    }
+    let mut acc = cfg.clone();
+    let mut merged_any = false;
+    for (i, r) in cfg.ignition.config.merge.iter().enumerate() {
+        let Some(src) = r.source_str() else { continue };
+        let here = format!("{label}merge.{i}");
+        let p = base_path.key("merge").index(i);
+        if let Some(child) = child_config(src, r, &p, &here, findings) {
+            let (rendered, _) = render(child, &format!("{here} ▸ "), depth + 1, findings);
+            acc = merge::merge(&acc, &rendered);
+            merged_any = true;
+        }
+    }
+    (acc, merged_any)
+}
+
+fn child_config(
+    src: &str,
+    res: &config::model::Resource,
+    path: &JsonPath,
+    label: &str,
+    findings: &mut Report,
+) -> Option<Config> {
+    if !src.starts_with("data:") {
+        findings.push(
+            Entry::new(
+                Severity::Info,
+                path.clone(),
+                "not-fetched",
+                "referenced config is not a data: URL; the linter does not fetch it",
+            )
+            .ember(),
+        );
+        return None;
+    }
+    let data = config::dataurl::decode(src).ok()?.data;
+    let data = if res.compression.as_deref() == Some("gzip") {
+        match gunzip(&data) {
+            Some(d) => d,
+            None => {
+                findings.push(
+                    Entry::error(path.clone(), "gzip", "referenced config is not valid gzip data")
+                        .ember(),
+                );
+                return None;
+            }
+        }
+    } else {
+        data
+    };
+    if let Some(h) = &res.verification.hash {
+        if let Some((func, want)) = h.split_once('-') {
+            let got = match func {
+                "sha512" => Some(hex(&sha2::Sha512::digest(&data))),
+                "sha256" => Some(hex(&sha2::Sha256::digest(&data))),
+                _ => None,
+            };
+            if let Some(got) = got {
+                if !got.eq_ignore_ascii_case(want) {
+                    findings.push(
+                        Entry::error(
+                            path.key("verification").key("hash"),
+                            "hash-mismatch",
+                            format!("hash verification failed (calculated {got} but expected {want})"),
+                        )
+                        .ember(),
+                    );
+                    return None;
+                }
+            }
+        }
+    }
+    let parsed = config::parse(&data);
+    for mut e in parsed.report.entries {
+        e.ember_only = true;
+        e.source = Some(format!("ignition.config.{label} (data URL)"));
+        findings.push(e);
+    }
+    if let Some(err) = &parsed.error {
+        findings.push(
+            Entry::error(path.clone(), "child-invalid", format!("referenced config: {err}")).ember(),
+        );
+    }
+    parsed.config
+}
+
+fn gunzip(data: &[u8]) -> Option<Vec<u8>> {
+    crate::config::gzip::decompress(data).ok()
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output formats
+
+fn human(results: &[FileResult]) -> String {
+    let mut out = String::new();
+    for r in results {
+        if let Some(e) = &r.read_error {
+            out.push_str(&format!("{}: error: {e}\n", r.name));
+            continue;
+        }
+        let index = LineIndex::new(&r.src);
+        let secrets = json::parse_tree(&r.src)
+            .map(|t| redact::secret_spans(&t, &r.src))
+            .unwrap_or_default();
+        for e in &r.report.entries {
+            out.push_str(&human_entry(r, e, &index, &secrets));
+        }
+        let (errs, warns) = (r.errors(), r.warnings());
+        let spec = r.spec.map(|s| format!(" (spec {s})")).unwrap_or_default();
+        if errs == 0 && warns == 0 {
+            out.push_str(&format!("{}: valid{spec}\n", r.name));
+        } else {
+            out.push_str(&format!(
+                "{}: {} error{}, {} warning{}{spec}\n",
+                r.name,
+                errs,
+                if errs == 1 { "" } else { "s" },
+                warns,
+                if warns == 1 { "" } else { "s" }
+            ));
+        }
+    }
+    out
+}
+
+fn human_entry(r: &FileResult, e: &Entry, index: &LineIndex, secrets: &[(usize, usize)]) -> String {
+    let mut s = String::new();
+    let own_source = e.source.is_none();
+    let loc = match (&e.marker, own_source) {
+        (Some(m), true) if m.line > 0 => format!("{}:{}:{}", r.name, m.line, m.column),
+        (Some(_), true) => format!("{}:end of input", r.name),
+        (Some(m), false) if m.line > 0 => format!(
+            "{} [{}]:{}:{}",
+            r.name,
+            e.source.as_deref().unwrap_or(""),
+            m.line,
+            m.column
+        ),
+        _ => match &e.source {
+            Some(src) => format!("{} [{}]", r.name, src),
+            None => r.name.clone(),
+        },
+    };
+    s.push_str(&format!(
+        "{loc}: {}: {} [{}]\n",
+        e.severity.as_str(),
+        e.message,
+        e.code
+    ));
+    if let Some(p) = &e.path {
+        if !p.is_root() || e.marker.is_none() {
+            s.push_str(&format!("    at {p}\n"));
+        }
+    }
+    if let (Some(m), true) = (&e.marker, own_source) {
+        if m.line > 0 {
+            s.push_str(&source_excerpt(&r.src, index, m.index, m.line, secrets));
+        }
+    }
+    if let Some(h) = &e.hint {
+        s.push_str(&format!("    hint: {h}\n"));
+    }
+    s
+}
+
+/// The source line of a position with a caret under it, secrets redacted, long lines cut to
+/// a window around the caret.
+fn source_excerpt(
+    src: &[u8],
+    index: &LineIndex,
+    pos: usize,
+    line: usize,
+    secrets: &[(usize, usize)],
+) -> String {
+    let _ = index;
+    let start = src[..pos.min(src.len())]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |p| p + 1);
+    let end = src[pos.min(src.len())..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(src.len(), |p| pos + p);
+    // Build the displayed line and find the caret's display column.
+    let mut shown = String::new();
+    let mut caret_col = 0usize;
+    let mut i = start;
+    while i < end {
+        if i == pos {
+            caret_col = shown.chars().count();
+        }
+        if let Some(&(_, se)) = secrets.iter().find(|&&(ss, se)| ss == i && se > ss) {
+            shown.push_str(redact::REDACTED);
+            if pos > i && pos < se {
+                caret_col = shown.chars().count();
+            }
+            i = se;
+            continue;
+        }
+        let ch_len = utf8_len(src[i]);
+        let chunk = &src[i..(i + ch_len).min(end)];
+        let c = String::from_utf8_lossy(chunk);
+        if c == "\t" {
+            shown.push(' ');
+        } else {
+            shown.push_str(&c);
+        }
+        i += ch_len.max(1);
+    }
+    if pos >= end {
+        caret_col = shown.chars().count();
+    }
+    // Window long lines.
+    const WIDTH: usize = 100;
+    let chars: Vec<char> = shown.chars().collect();
+    let (mut from, mut prefix) = (0usize, "");
+    if chars.len() > WIDTH {
+        from = caret_col.saturating_sub(WIDTH / 2);
+        if from > 0 {
+            prefix = "…";
+        }
+    }
+    let to = (from + WIDTH).min(chars.len());
+    let mut window: String = chars[from..to].iter().collect();
+    if to < chars.len() {
+        window.push('…');
+    }
+    let gutter = line.to_string();
+    let pad = " ".repeat(gutter.len());
+    let caret_pad = " ".repeat(caret_col - from + prefix.chars().count());
+    format!("    {gutter} | {prefix}{window}\n    {pad} | {caret_pad}^\n")
+}
+
+fn utf8_len(b: u8) -> usize {
+    match b {
+        0xf0..=0xf7 => 4,
+        0xe0..=0xef => 3,
+        0xc0..=0xdf => 2,
+        _ => 1,
+    }
+}
+
+fn entry_json(file: &str, e: &Entry) -> J {
+    json!({
+        "file": file,
+        "severity": e.severity.as_str(),
+        "code": e.code,
+        "message": e.message,
+        "path": e.path.as_ref().map(|p| p.to_string()),
+        "line": e.marker.map(|m| m.line),
+        "column": e.marker.map(|m| m.column),
+        "hint": e.hint,
+        "ignition": !e.ember_only,
+        "source": e.source,
+    })
+}
+
+fn json_doc(results: &[FileResult]) -> J {
+    let mut findings = Vec::new();
+    let mut files = Vec::new();
+    for r in results {
+        for e in &r.report.entries {
+            findings.push(entry_json(&r.name, e));
+        }
+        if let Some(err) = &r.read_error {
+            findings.push(json!({
+                "file": r.name, "severity": "error", "code": "unreadable-input", "message": err,
+                "path": null, "line": null, "column": null, "hint": null, "ignition": false, "source": null,
+            }));
+        }
+        files.push(json!({
+            "file": r.name,
+            "spec": r.spec.map(|s| s.as_str()),
+            "readable": r.read_error.is_none(),
+            "valid": r.errors() == 0,
+            "errors": r.errors(),
+            "warnings": r.warnings(),
+        }));
+    }
+    json!({ "format": "ember-findings/1", "findings": findings, "files": files })
+}
+
+fn sarif_doc(results: &[FileResult]) -> J {
+    let mut rules: Vec<J> = Vec::new();
+    let mut rule_ids: Vec<&str> = Vec::new();
+    let mut sarif_results = Vec::new();
+    for r in results {
+        if let Some(err) = &r.read_error {
+            if !rule_ids.contains(&"unreadable-input") {
+                rule_ids.push("unreadable-input");
+                rules.push(json!({"id": "unreadable-input", "shortDescription": {"text": "the input could not be read"}}));
+            }
+            sarif_results.push(json!({
+                "ruleId": "unreadable-input", "level": "error", "message": {"text": err},
+                "locations": [{"physicalLocation": {"artifactLocation": {"uri": r.name}}}],
+            }));
+            continue;
+        }
+        let index = LineIndex::new(&r.src);
+        let lines: Vec<&[u8]> = r.src.split(|&b| b == b'\n').collect();
+        for e in &r.report.entries {
+            if !rule_ids.contains(&e.code) {
+                rule_ids.push(e.code);
+                rules.push(json!({
+                    "id": e.code,
+                    "shortDescription": {"text": e.message},
+                    "properties": {"ignition": !e.ember_only},
+                }));
+            }
+            let mut text = e.message.clone();
+            if let Some(s) = &e.source {
+                text = format!("{text} (in {s})");
+            }
+            if let Some(h) = &e.hint {
+                text = format!("{text}. Hint: {h}");
+            }
+            let mut phys = json!({"artifactLocation": {"uri": r.name}});
+            if let (Some(m), None) = (&e.marker, &e.source) {
+                let (line, col) = if m.line == 0 {
+                    // End of input: point at the end of the last line.
+                    let l = lines.len().max(1);
+                    (l, lines.last().map_or(1, |x| String::from_utf8_lossy(x).chars().count() + 1))
+                } else {
+                    let lb = lines.get(m.line - 1).copied().unwrap_or_default();
+                    let prefix = &lb[..(m.column - 1).min(lb.len())];
+                    (m.line, String::from_utf8_lossy(prefix).chars().count() + 1)
+                };
+                phys["region"] = json!({"startLine": line, "startColumn": col});
+            }
+            let _ = &index;
+            let mut res = json!({
+                "ruleId": e.code,
+                "level": match e.severity { Severity::Error => "error", Severity::Warning => "warning", Severity::Info => "note" },
+                "message": {"text": text},
+                "locations": [{"physicalLocation": phys}],
+            });
+            if let Some(p) = &e.path {
+                res["locations"][0]["logicalLocations"] =
+                    json!([{"fullyQualifiedName": p.to_string(), "kind": "member"}]);
+            }
+            sarif_results.push(res);
+        }
+    }
+    json!({
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {
+                "name": "ember",
+                "version": super::VERSION,
+                "informationUri": "https://example.invalid/ember",
+                "rules": rules,
+            }},
+            "columnKind": "unicodeCodePoints",
+            "results": sarif_results,
+        }],
+    })
+}
