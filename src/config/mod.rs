@@ -1,2 +1,3 @@
 //! Config
 pub mod dataurl;
+pub mod url;
