@@ -1,3 +1,4 @@
 //! Config
 pub mod dataurl;
+pub mod unit;
 pub mod url;
