@@ -93,7 +93,9 @@ pub fn main(args: Vec<OsString>) -> i32 {
                     Ok("json") => Format::Json,
                     Ok("sarif") => Format::Sarif,
                     Ok(other) => {
-                        eprintln!("ember validate: unknown format {other:?}; use human, json or sarif");
+                        eprintln!(
+                            "ember validate: unknown format {other:?}; use human, json or sarif"
+                        );
                         return exit::USAGE;
                     }
                     Err(e) => {
@@ -109,16 +111,15 @@ pub fn main(args: Vec<OsString>) -> i32 {
             }
             Value(v) => files.push(v.to_string_lossy().into_owned()),
             other => {
-                eprintln!(
-                    "ember validate: {}\n\n{HELP}",
-                    other.unexpected()
-                );
+                eprintln!("ember validate: {}\n\n{HELP}", other.unexpected());
                 return exit::USAGE;
             }
         }
     }
     if files.is_empty() {
-        eprintln!("ember validate: no input; give one or more files, or - for standard input\n\n{HELP}");
+        eprintln!(
+            "ember validate: no input; give one or more files, or - for standard input\n\n{HELP}"
+        );
         return exit::USAGE;
     }
 
@@ -135,8 +136,12 @@ pub fn main(args: Vec<OsString>) -> i32 {
     let mut out = std::io::stdout().lock();
     let text = match format {
         Format::Human => human(&results),
-        Format::Json => serde_json::to_string_pretty(&json_doc(&results)).unwrap_or_default() + "\n",
-        Format::Sarif => serde_json::to_string_pretty(&sarif_doc(&results)).unwrap_or_default() + "\n",
+        Format::Json => {
+            serde_json::to_string_pretty(&json_doc(&results)).unwrap_or_default() + "\n"
+        }
+        Format::Sarif => {
+            serde_json::to_string_pretty(&sarif_doc(&results)).unwrap_or_default() + "\n"
+        }
     };
     let _ = out.write_all(text.as_bytes());
     if results.iter().any(|r| r.read_error.is_some()) {
@@ -164,7 +169,11 @@ fn read_input(name: &str) -> Result<Vec<u8>, String> {
 }
 
 fn check_input(name: &str) -> FileResult {
-    let display = if name == "-" { "<stdin>".to_string() } else { name.to_string() };
+    let display = if name == "-" {
+        "<stdin>".to_string()
+    } else {
+        name.to_string()
+    };
     let src = match read_input(name) {
         Ok(s) => s,
         Err(e) => {
@@ -192,8 +201,9 @@ pub fn lint_bytes(src: &[u8]) -> (Option<Spec>, Report) {
     let parsed = config::parse(src);
     let mut report = parsed.report;
     if let Some(config::ParseError::Empty) = parsed.error {
-        let mut e = Entry::error(JsonPath::root(), "empty", "not a config (empty)")
-            .with_hint("the file is empty; a minimal config is {\"ignition\": {\"version\": \"3.6.0\"}}");
+        let mut e = Entry::error(JsonPath::root(), "empty", "not a config (empty)").with_hint(
+            "the file is empty; a minimal config is {\"ignition\": {\"version\": \"3.6.0\"}}",
+        );
         e.path = None;
         report.push(e);
     }
@@ -274,8 +284,12 @@ fn child_config(
             Some(d) => d,
             None => {
                 findings.push(
-                    Entry::error(path.clone(), "gzip", "referenced config is not valid gzip data")
-                        .ember(),
+                    Entry::error(
+                        path.clone(),
+                        "gzip",
+                        "referenced config is not valid gzip data",
+                    )
+                    .ember(),
                 );
                 return None;
             }
@@ -296,7 +310,9 @@ fn child_config(
                         Entry::error(
                             path.key("verification").key("hash"),
                             "hash-mismatch",
-                            format!("hash verification failed (calculated {got} but expected {want})"),
+                            format!(
+                                "hash verification failed (calculated {got} but expected {want})"
+                            ),
                         )
                         .ember(),
                     );
@@ -313,7 +329,12 @@ fn child_config(
     }
     if let Some(err) = &parsed.error {
         findings.push(
-            Entry::error(path.clone(), "child-invalid", format!("referenced config: {err}")).ember(),
+            Entry::error(
+                path.clone(),
+                "child-invalid",
+                format!("referenced config: {err}"),
+            )
+            .ember(),
         );
     }
     parsed.config
@@ -564,7 +585,12 @@ fn sarif_doc(results: &[FileResult]) -> J {
                 let (line, col) = if m.line == 0 {
                     // End of input: point at the end of the last line.
                     let l = lines.len().max(1);
-                    (l, lines.last().map_or(1, |x| String::from_utf8_lossy(x).chars().count() + 1))
+                    (
+                        l,
+                        lines
+                            .last()
+                            .map_or(1, |x| String::from_utf8_lossy(x).chars().count() + 1),
+                    )
                 } else {
                     let lb = lines.get(m.line - 1).copied().unwrap_or_default();
                     let prefix = &lb[..(m.column - 1).min(lb.len())];

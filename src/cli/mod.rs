@@ -49,7 +49,9 @@ pub fn main() -> i32 {
 }
 
 fn to_strings(args: &[OsString]) -> Vec<String> {
-    args.iter().map(|a| a.to_string_lossy().into_owned()).collect()
+    args.iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect()
 }
 
 const HELP: &str = "\

@@ -37,7 +37,9 @@ fn family(go_name: &str, json: &str) -> Option<&'static str> {
 
 fn list_keys(r: FieldRef<'_>) -> Vec<String> {
     match r {
-        FieldRef::List(l) => (0..l.len()).map(|i| l.get(i).key().unwrap_or_default()).collect(),
+        FieldRef::List(l) => (0..l.len())
+            .map(|i| l.get(i).key().unwrap_or_default())
+            .collect(),
         FieldRef::StrList(v) => v.to_vec(),
         _ => Vec::new(),
     }
@@ -67,21 +69,9 @@ fn merge_into(result: &mut dyn DynStruct, child: &dyn DynStruct) {
         match (result.field_mut(i), child.field(i)) {
             (FieldMut::Str(r), FieldRef::Str(c)) => *r = c.clone(),
             (FieldMut::Int(r), FieldRef::Int(c)) => *r = c,
-            (FieldMut::OptStr(r), FieldRef::OptStr(c)) => {
-                if c.is_some() {
-                    *r = c.clone();
-                }
-            }
-            (FieldMut::OptInt(r), FieldRef::OptInt(c)) => {
-                if c.is_some() {
-                    *r = c;
-                }
-            }
-            (FieldMut::OptBool(r), FieldRef::OptBool(c)) => {
-                if c.is_some() {
-                    *r = c;
-                }
-            }
+            (FieldMut::OptStr(r), FieldRef::OptStr(c)) if c.is_some() => *r = c.clone(),
+            (FieldMut::OptInt(r), FieldRef::OptInt(c)) if c.is_some() => *r = c,
+            (FieldMut::OptBool(r), FieldRef::OptBool(c)) if c.is_some() => *r = c,
             (FieldMut::Struct(r), FieldRef::Struct(c)) => {
                 if c.is_zero() {
                     // keep the parent's
@@ -216,10 +206,14 @@ mod tests {
 
     #[test]
     fn child_directory_replaces_parent_file() {
-        let parent = cfg(r#"{"ignition":{"version":"3.3.0"},"storage":{"files":[{"path":"/x"},{"path":"/y"}]},
-            "kernelArguments":{"shouldExist":["quiet","a=1"]}}"#);
-        let child = cfg(r#"{"ignition":{"version":"3.3.0"},"storage":{"directories":[{"path":"/x"}]},
-            "kernelArguments":{"shouldNotExist":["quiet"]}}"#);
+        let parent = cfg(
+            r#"{"ignition":{"version":"3.3.0"},"storage":{"files":[{"path":"/x"},{"path":"/y"}]},
+            "kernelArguments":{"shouldExist":["quiet","a=1"]}}"#,
+        );
+        let child = cfg(
+            r#"{"ignition":{"version":"3.3.0"},"storage":{"directories":[{"path":"/x"}]},
+            "kernelArguments":{"shouldNotExist":["quiet"]}}"#,
+        );
         let m = merge(&parent, &child);
         assert_eq!(m.storage.files.len(), 1);
         assert_eq!(m.storage.files[0].path, "/y");
@@ -230,10 +224,14 @@ mod tests {
 
     #[test]
     fn header_without_value_deletes() {
-        let parent = cfg(r#"{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/x","contents":{"source":"http://h/x",
-            "httpHeaders":[{"name":"A","value":"1"},{"name":"B","value":"2"}]}}]}}"#);
-        let child = cfg(r#"{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/x","contents":{"source":"http://h/x",
-            "httpHeaders":[{"name":"A"},{"name":"C","value":"3"}]}}]}}"#);
+        let parent = cfg(
+            r#"{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/x","contents":{"source":"http://h/x",
+            "httpHeaders":[{"name":"A","value":"1"},{"name":"B","value":"2"}]}}]}}"#,
+        );
+        let child = cfg(
+            r#"{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/x","contents":{"source":"http://h/x",
+            "httpHeaders":[{"name":"A"},{"name":"C","value":"3"}]}}]}}"#,
+        );
         let m = merge(&parent, &child);
         let names: Vec<_> = m.storage.files[0]
             .contents
@@ -242,6 +240,9 @@ mod tests {
             .map(|h| h.name.as_str())
             .collect();
         assert_eq!(names, ["B", "C"]);
-        assert_eq!(m.storage.files[0].contents.source.as_deref(), Some("http://h/x"));
+        assert_eq!(
+            m.storage.files[0].contents.source.as_deref(),
+            Some("http://h/x")
+        );
     }
 }

@@ -71,7 +71,9 @@ impl Gen {
                 FieldRef::Int(_) => json!({"type": "integer"}),
                 FieldRef::OptInt(_) => json!({"type": ["integer", "null"]}),
                 FieldRef::OptBool(_) => json!({"type": ["boolean", "null"]}),
-                FieldRef::StrList(_) => json!({"type": ["array", "null"], "items": {"type": "string"}}),
+                FieldRef::StrList(_) => {
+                    json!({"type": ["array", "null"], "items": {"type": "string"}})
+                }
                 FieldRef::Struct(inner) => {
                     let n = self.struct_def(inner, f.shape30);
                     json!({"$ref": format!("#/$defs/{n}")})
@@ -88,7 +90,10 @@ impl Gen {
                 }
             };
             let obj = p.as_object_mut().expect("object literal");
-            obj.insert("description".into(), J::String(field_doc(desc, f, self.spec)));
+            obj.insert(
+                "description".into(),
+                J::String(field_doc(desc, f, self.spec)),
+            );
             match (desc.go_name, f.json) {
                 ("Ignition", "version") => {
                     obj.insert("const".into(), J::String(self.spec.as_str().into()));
@@ -104,7 +109,10 @@ impl Gen {
                     obj.insert("enum".into(), enum_with_null(&v));
                 }
                 ("Verification", "hash") if self.spec == Spec::V3_0 => {
-                    obj.insert("pattern".into(), J::String("^sha512-[0-9a-fA-F]{128}$".into()));
+                    obj.insert(
+                        "pattern".into(),
+                        J::String("^sha512-[0-9a-fA-F]{128}$".into()),
+                    );
                 }
                 _ => match f.constraint {
                     Constraint::Enum(v) => {

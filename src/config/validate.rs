@@ -274,7 +274,7 @@ impl Rules<'_> {
 
     fn proxy(&mut self, s: &Option<String>, path: JsonPath, http_ok: bool) {
         let Some(s) = s else { return };
-        match url::parse_scheme(s) {
+        match url::parse(s).map(|u| u.scheme) {
             Err(_) => self.push(Some(Entry::error(
                 path,
                 "url-unparseable",
@@ -336,7 +336,7 @@ impl Rules<'_> {
                     "url-unparseable",
                     "unable to parse url",
                 )),
-                Some(s) => match url::parse_scheme(s) {
+                Some(s) => match url::parse(s).map(|u| u.scheme) {
                     Err(_) => Some(Entry::error(
                         path.key("httpHeaders"),
                         "url-unparseable",
@@ -428,38 +428,51 @@ impl Rules<'_> {
     }
 
     fn storage(&mut self, s: &Storage, path: &JsonPath) {
-        let under = |p: &str, l: &str| p.starts_with(&format!("{l}/"));
+        // Ignition compares every entry with every link (`p` starts with `link + "/"`); the same
+        // findings, in the same order, come from looking each proper prefix of `p` that ends
+        // before a '/' up among the link paths.
+        let mut links: HashMap<&str, Vec<usize>> = HashMap::new();
+        for (i, l) in s.links.iter().enumerate() {
+            links.entry(l.path.as_str()).or_default().push(i);
+        }
+        let below_links = |p: &str| -> usize {
+            if links.is_empty() {
+                return 0;
+            }
+            p.match_indices('/')
+                .filter_map(|(k, _)| links.get(&p[..k]))
+                .map(Vec::len)
+                .sum()
+        };
         for (i, d) in s.directories.iter().enumerate() {
-            for l in &s.links {
-                if under(&d.path, &l.path) {
-                    self.push(Some(Entry::error(
-                        path.key("directories").index(i),
-                        "path-below-link",
-                        "directory path includes link in config",
-                    )));
-                }
+            for _ in 0..below_links(&d.path) {
+                self.push(Some(Entry::error(
+                    path.key("directories").index(i),
+                    "path-below-link",
+                    "directory path includes link in config",
+                )));
             }
         }
         for (i, f) in s.files.iter().enumerate() {
-            for l in &s.links {
-                if under(&f.path, &l.path) {
-                    self.push(Some(Entry::error(
-                        path.key("files").index(i),
-                        "path-below-link",
-                        "file path includes link in config",
-                    )));
-                }
+            for _ in 0..below_links(&f.path) {
+                self.push(Some(Entry::error(
+                    path.key("files").index(i),
+                    "path-below-link",
+                    "file path includes link in config",
+                )));
             }
         }
+        let dirs: HashMap<&str, usize> = s.directories.iter().fold(HashMap::new(), |mut m, d| {
+            *m.entry(d.path.as_str()).or_default() += 1;
+            m
+        });
         for (i, l1) in s.links.iter().enumerate() {
-            for l2 in &s.links {
-                if under(&l1.path, &l2.path) {
-                    self.push(Some(Entry::error(
-                        path.key("links").index(i),
-                        "path-below-link",
-                        "link path includes link in config",
-                    )));
-                }
+            for _ in 0..below_links(&l1.path) {
+                self.push(Some(Entry::error(
+                    path.key("links").index(i),
+                    "path-below-link",
+                    "link path includes link in config",
+                )));
             }
             if is_true(l1.hard) {
                 if let Some(t) = &l1.target {
@@ -467,14 +480,12 @@ impl Rules<'_> {
                     if !target.starts_with('/') {
                         target = clean_path(&format!("{}/{}", l1.path, t));
                     }
-                    for d in &s.directories {
-                        if target == d.path {
-                            self.push(Some(Entry::error(
-                                path.key("links").index(i),
-                                "hard-link-to-directory",
-                                "hard link target is a directory",
-                            )));
-                        }
+                    for _ in 0..dirs.get(target.as_str()).copied().unwrap_or(0) {
+                        self.push(Some(Entry::error(
+                            path.key("links").index(i),
+                            "hard-link-to-directory",
+                            "hard link target is a directory",
+                        )));
                     }
                 }
             }
