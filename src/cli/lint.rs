@@ -163,6 +163,9 @@ fn read_input(name: &str) -> Result<Vec<u8>, String> {
         return Ok(v);
     }
     let mut f = std::fs::File::open(name).map_err(|e| format!("cannot open {name}: {e}"))?;
+    if let Ok(m) = f.metadata() {
+        v.reserve_exact(m.len() as usize);
+    }
     f.read_to_end(&mut v)
         .map_err(|e| format!("cannot read {name}: {e}"))?;
     Ok(v)
@@ -231,7 +234,8 @@ pub fn lint_bytes(src: &[u8]) -> (Option<Spec>, Report) {
 /// Follows data: URL merges and replacements like Ignition's rendering, collecting findings of
 /// the referenced configs. Returns the rendered config and whether anything was merged.
 fn render(cfg: Config, label: &str, depth: usize, findings: &mut Report) -> (Config, bool) {
-    if depth > 8 {
+    let refs = &cfg.ignition.config;
+    if depth > 8 || (refs.merge.is_empty() && refs.replace.source_str().is_none()) {
         return (cfg, false);
     }
     let base_path = JsonPath::root().key("ignition").key("config");
@@ -364,9 +368,14 @@ fn human(results: &[FileResult]) -> String {
             out.push_str(&format!("{}: error: {e}\n", r.name));
             continue;
         }
+        if r.report.entries.is_empty() {
+            let spec = r.spec.map(|s| format!(" (spec {s})")).unwrap_or_default();
+            out.push_str(&format!("{}: valid{spec}\n", r.name));
+            continue;
+        }
         let index = LineIndex::new(&r.src);
-        let secrets = json::parse_tree(&r.src)
-            .map(|t| redact::secret_spans(&t, &r.src))
+        let secrets = json::parse_doc(&r.src)
+            .map(|d| redact::secret_spans(&d))
             .unwrap_or_default();
         for e in &r.report.entries {
             out.push_str(&human_entry(r, e, &index, &secrets));

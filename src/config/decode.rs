@@ -15,7 +15,7 @@
 
 use std::fmt;
 
-use super::json::{Member, Node, Value};
+use super::json::{Doc, Kind, Member, Node};
 use super::model::{
     Config, ConfigStruct, DynList, DynStruct, FieldDesc, FieldMut, Quirk, Shape30, StructDesc,
 };
@@ -97,22 +97,22 @@ fn fold_eq(key: &str, field: &str) -> bool {
 }
 
 fn literal_offset(node: &Node) -> usize {
-    match node.value {
-        Value::Object(_) | Value::Array(_) | Value::Opaque { .. } => node.start as usize + 1,
+    match node.kind {
+        Kind::Object(_) | Kind::Array(_) | Kind::Opaque { .. } => node.start as usize + 1,
         _ => node.end as usize,
     }
 }
 
-struct Decoder<'n> {
+struct Decoder<'d, 'a> {
     spec: Spec,
     path: Vec<String>,
     notes: Vec<Note>,
-    raw: &'n [u8],
+    doc: &'d Doc<'a>,
 }
 
 type R = Result<(), TypeError>;
 
-impl Decoder<'_> {
+impl Decoder<'_, '_> {
     fn err(&self, node: &Node, value: String, go_type: &str) -> TypeError {
         TypeError {
             value,
@@ -128,16 +128,17 @@ impl Decoder<'_> {
         self.err(node, node.go_kind().to_string(), go_type)
     }
 
-    fn note_string(&mut self, node: &Node) {
-        let (s, e) = (node.start as usize + 1, node.end as usize - 1);
-        if let Some(raw) = self.raw.get(s..e) {
-            if super::json::has_invalid_utf8(raw) {
+    /// The string's contents, noting invalid UTF-8.
+    fn string(&mut self, node: &Node) -> String {
+        if let Kind::Str { plain: false } = node.kind {
+            if super::json::has_invalid_utf8(self.doc.raw_str(node)) {
                 self.notes.push(Note::InvalidUtf8 {
                     path: self.path.clone(),
                     start: node.start as usize,
                 });
             }
         }
+        self.doc.str_of(node).into_owned()
     }
 
     fn go_type_name(&self, f: &FieldDesc, inner: &StructDesc) -> String {
@@ -185,16 +186,17 @@ impl Decoder<'_> {
 
     fn find_field(&mut self, desc: &StructDesc, shape: Shape30, m: &Member) -> Option<usize> {
         let exact = (0..desc.fields.len())
-            .find(|&i| self.available(desc, shape, i) && desc.fields[i].json == m.key);
+            .find(|&i| self.available(desc, shape, i) && self.doc.key_is(m, desc.fields[i].json));
         if exact.is_some() {
             return exact;
         }
+        let key = self.doc.key(m);
         let folded = (0..desc.fields.len())
-            .find(|&i| self.available(desc, shape, i) && fold_eq(&m.key, desc.fields[i].json));
+            .find(|&i| self.available(desc, shape, i) && fold_eq(&key, desc.fields[i].json));
         if let Some(i) = folded {
             self.notes.push(Note::CaseFolded {
                 path: self.path.clone(),
-                written: m.key.to_string(),
+                written: key.to_string(),
                 field: desc.fields[i].json,
                 key_start: m.key_start as usize,
             });
@@ -203,7 +205,7 @@ impl Decoder<'_> {
     }
 
     fn decode_struct(&mut self, node: &Node, target: &mut dyn DynStruct, shape: Shape30) -> R {
-        let Value::Object(members) = &node.value else {
+        let Kind::Object(members) = &node.kind else {
             // Callers handle null and report other kinds with the field's type.
             return Ok(());
         };
@@ -216,7 +218,7 @@ impl Decoder<'_> {
             if seen.contains(&i) {
                 self.notes.push(Note::DuplicateKey {
                     path: self.path.clone(),
-                    key: m.key.to_string(),
+                    key: self.doc.key(m).to_string(),
                     key_start: m.key_start as usize,
                 });
             } else {
@@ -262,22 +264,20 @@ impl Decoder<'_> {
             _ => false,
         };
         match slot {
-            FieldMut::Str(s) => match &node.value {
-                Value::String(v) => {
-                    self.note_string(node);
-                    *s = v.to_string();
+            FieldMut::Str(s) => match &node.kind {
+                Kind::Str { .. } => {
+                    *s = self.string(node);
                     Ok(())
                 }
-                Value::Null => Ok(()),
+                Kind::Null => Ok(()),
                 _ => Err(self.kind_err(node, "string")),
             },
-            FieldMut::OptStr(s) => match &node.value {
-                Value::String(v) => {
-                    self.note_string(node);
-                    *s = Some(v.to_string());
+            FieldMut::OptStr(s) => match &node.kind {
+                Kind::Str { .. } => {
+                    *s = Some(self.string(node));
                     Ok(())
                 }
-                Value::Null => {
+                Kind::Null => {
                     if !value_str {
                         *s = None;
                     }
@@ -285,35 +285,37 @@ impl Decoder<'_> {
                 }
                 _ => Err(self.kind_err(node, "string")),
             },
-            FieldMut::Int(n) => match &node.value {
-                Value::Number(lit) => {
+            FieldMut::Int(n) => match &node.kind {
+                Kind::Number => {
+                    let lit = self.doc.number(node);
                     *n = parse_go_int(lit)
                         .ok_or_else(|| self.err(node, format!("number {lit}"), "int"))?;
                     Ok(())
                 }
-                Value::Null => Ok(()),
+                Kind::Null => Ok(()),
                 _ => Err(self.kind_err(node, "int")),
             },
-            FieldMut::OptInt(n) => match &node.value {
-                Value::Number(lit) => {
+            FieldMut::OptInt(n) => match &node.kind {
+                Kind::Number => {
+                    let lit = self.doc.number(node);
                     *n = Some(
                         parse_go_int(lit)
                             .ok_or_else(|| self.err(node, format!("number {lit}"), "int"))?,
                     );
                     Ok(())
                 }
-                Value::Null => {
+                Kind::Null => {
                     *n = None;
                     Ok(())
                 }
                 _ => Err(self.kind_err(node, "int")),
             },
-            FieldMut::OptBool(b) => match &node.value {
-                Value::Bool(v) => {
+            FieldMut::OptBool(b) => match &node.kind {
+                Kind::Bool(v) => {
                     *b = Some(*v);
                     Ok(())
                 }
-                Value::Null => {
+                Kind::Null => {
                     *b = None;
                     Ok(())
                 }
@@ -321,9 +323,9 @@ impl Decoder<'_> {
             },
             FieldMut::Struct(inner) => {
                 let ptr_in_3_2 = f.quirk == Quirk::PtrStructIn3_2 && self.spec == Spec::V3_2;
-                match &node.value {
-                    Value::Object(_) => self.decode_struct(node, inner, f.shape30),
-                    Value::Null => {
+                match &node.kind {
+                    Kind::Object(_) => self.decode_struct(node, inner, f.shape30),
+                    Kind::Null => {
                         if ptr_in_3_2 {
                             inner.reset();
                         }
@@ -335,9 +337,9 @@ impl Decoder<'_> {
                     }
                 }
             }
-            FieldMut::List(list) => match &node.value {
-                Value::Array(items) => self.decode_list(items, f, list),
-                Value::Null => {
+            FieldMut::List(list) => match &node.kind {
+                Kind::Array(items) => self.decode_list(items, f, list),
+                Kind::Null => {
                     list.clear();
                     Ok(())
                 }
@@ -346,23 +348,23 @@ impl Decoder<'_> {
                     Err(self.kind_err(node, &t))
                 }
             },
-            FieldMut::StrList(list) => match &node.value {
-                Value::Array(items) => {
+            FieldMut::StrList(list) => match &node.kind {
+                Kind::Array(items) => {
                     if items.is_empty() {
                         list.clear();
                     }
+                    list.reserve_exact(items.len().saturating_sub(list.len()));
                     for (i, item) in items.iter().enumerate() {
                         if i >= list.len() {
                             list.push(String::new());
                         }
                         self.path.push(i.to_string());
-                        let r = match &item.value {
-                            Value::String(v) => {
-                                self.note_string(item);
-                                list[i] = v.to_string();
+                        let r = match &item.kind {
+                            Kind::Str { .. } => {
+                                list[i] = self.string(item);
                                 Ok(())
                             }
-                            Value::Null => Ok(()),
+                            Kind::Null => Ok(()),
                             _ => Err(self.kind_err(item, f.elem_go_type)),
                         };
                         self.path.pop();
@@ -371,7 +373,7 @@ impl Decoder<'_> {
                     list.truncate(items.len());
                     Ok(())
                 }
-                Value::Null => {
+                Kind::Null => {
                     list.clear();
                     Ok(())
                 }
@@ -385,14 +387,15 @@ impl Decoder<'_> {
             list.clear();
             return Ok(());
         }
+        list.reserve_exact(items.len().saturating_sub(list.len()));
         for (i, item) in items.iter().enumerate() {
             if i >= list.len() {
                 list.push_default();
             }
             self.path.push(i.to_string());
-            let r = match &item.value {
-                Value::Object(_) => self.decode_struct(item, list.get_mut(i), f.shape30),
-                Value::Null => Ok(()),
+            let r = match &item.kind {
+                Kind::Object(_) => self.decode_struct(item, list.get_mut(i), f.shape30),
+                Kind::Null => Ok(()),
                 _ => {
                     let t = self.elem_type_name(f);
                     Err(self.kind_err(item, &t))
@@ -415,22 +418,19 @@ fn parse_go_int(lit: &str) -> Option<i64> {
     lit.parse::<i64>().ok()
 }
 
-/// Decodes a whole config of version `spec`. `raw` is the source the tree was built from.
-pub fn decode_config(
-    tree: &Node,
-    raw: &[u8],
-    spec: Spec,
-) -> Result<(Config, Vec<Note>), TypeError> {
+/// Decodes a whole config of version `spec`.
+pub fn decode_config(doc: &Doc, spec: Spec) -> Result<(Config, Vec<Note>), TypeError> {
     let mut d = Decoder {
         spec,
         path: Vec::new(),
         notes: Vec::new(),
-        raw,
+        doc,
     };
     let mut cfg = Config::default();
-    match &tree.value {
-        Value::Object(_) => d.decode_struct(tree, &mut cfg, Shape30::Full)?,
-        Value::Null => {}
+    let tree = &doc.root;
+    match &tree.kind {
+        Kind::Object(_) => d.decode_struct(tree, &mut cfg, Shape30::Full)?,
+        Kind::Null => {}
         _ => return Err(d.kind_err(tree, Config::DESC.go_name)),
     }
     Ok((cfg, d.notes))
@@ -440,7 +440,8 @@ const STUB_IGNITION_TYPE: &str = "struct { Version string \"json:\\\"version\\\"
 
 /// Reads `ignition.version` the way Ignition's version stub does (same quirks, same errors).
 /// `Ok(None)` means the version is absent or null.
-pub fn decode_version_stub(tree: &Node) -> Result<String, TypeError> {
+pub fn decode_version_stub(doc: &Doc) -> Result<String, TypeError> {
+    let tree = &doc.root;
     let err = |node: &Node, value: String, field_path: &str, go_type: &str| TypeError {
         value,
         go_type: go_type.to_string(),
@@ -450,17 +451,17 @@ pub fn decode_version_stub(tree: &Node) -> Result<String, TypeError> {
         offset: literal_offset(node),
     };
     let mut version = String::new();
-    match &tree.value {
-        Value::Null => {}
-        Value::Object(members) => {
-            for m in members.iter().filter(|m| fold_eq(&m.key, "ignition")) {
-                match &m.value.value {
-                    Value::Null => {}
-                    Value::Object(inner) => {
-                        for v in inner.iter().filter(|v| fold_eq(&v.key, "version")) {
-                            match &v.value.value {
-                                Value::String(s) => version = s.to_string(),
-                                Value::Null => {}
+    match &tree.kind {
+        Kind::Null => {}
+        Kind::Object(members) => {
+            for m in members.iter().filter(|m| fold_eq(&doc.key(m), "ignition")) {
+                match &m.value.kind {
+                    Kind::Null => {}
+                    Kind::Object(inner) => {
+                        for v in inner.iter().filter(|v| fold_eq(&doc.key(v), "version")) {
+                            match &v.value.kind {
+                                Kind::Str { .. } => version = doc.str_of(&v.value).into_owned(),
+                                Kind::Null => {}
                                 _ => {
                                     return Err(err(
                                         &v.value,
@@ -491,11 +492,11 @@ pub fn decode_version_stub(tree: &Node) -> Result<String, TypeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::json::parse_tree;
+    use crate::config::json::parse_doc;
 
     fn decode(src: &str, spec: Spec) -> Result<Config, String> {
-        let tree = parse_tree(src.as_bytes()).unwrap();
-        decode_config(&tree, src.as_bytes(), spec)
+        let doc = parse_doc(src.as_bytes()).unwrap();
+        decode_config(&doc, spec)
             .map(|(c, _)| c)
             .map_err(|e| format!("{e} @{}", e.offset))
     }
@@ -641,17 +642,17 @@ mod tests {
 
     #[test]
     fn version_stub() {
-        let t = parse_tree(br#"{"ignition":{"version":3}}"#).unwrap();
+        let t = parse_doc(br#"{"ignition":{"version":3}}"#).unwrap();
         assert_eq!(
             decode_version_stub(&t).unwrap_err().to_string(),
             "json: cannot unmarshal number into Go struct field versionStub.ignition.version of type string"
         );
-        let t = parse_tree(br#""x""#).unwrap();
+        let t = parse_doc(br#""x""#).unwrap();
         assert_eq!(
             decode_version_stub(&t).unwrap_err().to_string(),
             "json: cannot unmarshal string into Go value of type util.versionStub"
         );
-        let t = parse_tree(br#"{"Ignition":{"Version":"3.1.0"},"ignition":{}}"#).unwrap();
+        let t = parse_doc(br#"{"Ignition":{"Version":"3.1.0"},"ignition":{}}"#).unwrap();
         assert_eq!(decode_version_stub(&t).unwrap(), "3.1.0");
     }
 }

@@ -7,7 +7,7 @@
 //!   texts (`invalid character 'x' looking for beginning of value`, `unexpected end of JSON
 //!   input`, `... exceeded max depth`) and the same offsets (bytes consumed, one past the
 //!   offending byte).
-//! * [`parse_tree`] builds a position tree like the one Ignition's report code correlates JSON
+//! * [`parse_doc`] builds a position tree like the one Ignition's report code correlates JSON
 //!   paths with: object and array markers point one past the opening bracket, literal markers at
 //!   their first byte, key markers at the key's opening quote; in objects the last duplicate key
 //!   wins when looking a path up.
@@ -22,7 +22,7 @@ use std::fmt;
 
 /// Go's `maxNestingDepth`.
 pub const MAX_NESTING_DEPTH: usize = 10_000;
-/// Deeper subtrees are stored as [`Value::Opaque`].
+/// Deeper subtrees are stored as [`Kind::Opaque`].
 pub const TREE_DEPTH_LIMIT: usize = 64;
 
 /// A syntax error with Go's message and offset.
@@ -490,26 +490,40 @@ pub fn is_valid(data: &[u8]) -> bool {
     check_valid(data).is_ok()
 }
 
+/// A parsed document: the source and the position tree over it.
+///
+/// Nodes hold byte spans, not copies: string contents are read from the source on demand, so
+/// the tree of an 11 MB config stays a few megabytes.
+#[derive(Debug)]
+pub struct Doc<'a> {
+    pub src: &'a [u8],
+    pub root: Node,
+}
+
 /// A node of the position tree.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Node<'a> {
+pub struct Node {
     /// Byte index of the first byte of the value (the bracket for objects and arrays).
     pub start: u32,
     /// Byte index one past the value's last byte.
     pub end: u32,
-    pub value: Value<'a>,
+    pub kind: Kind,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Value<'a> {
+pub enum Kind {
     Null,
     Bool(bool),
-    /// The number's literal text.
-    Number(&'a str),
-    String(Cow<'a, str>),
-    Array(Vec<Node<'a>>),
+    /// The literal is `src[start..end]`.
+    Number,
+    /// The literal, quotes included, is `src[start..end]`; `plain` when it has no escapes and
+    /// is valid UTF-8, so the bytes inside the quotes are the string.
+    Str {
+        plain: bool,
+    },
+    Array(Box<[Node]>),
     /// Members in document order, duplicates included.
-    Object(Vec<Member<'a>>),
+    Object(Box<[Member]>),
     /// An object or array nested deeper than [`TREE_DEPTH_LIMIT`]; its inside is not kept.
     Opaque {
         object: bool,
@@ -517,62 +531,133 @@ pub enum Value<'a> {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct Member<'a> {
-    pub key: Cow<'a, str>,
+pub struct Member {
     /// Byte index of the key's opening quote.
     pub key_start: u32,
-    pub value: Node<'a>,
+    /// One past the key's closing quote.
+    pub key_end: u32,
+    pub key_plain: bool,
+    pub value: Node,
 }
 
-impl<'a> Node<'a> {
+impl Node {
     /// Where Ignition's reports point for this node: one past the bracket for objects and
     /// arrays, the first byte for anything else.
     pub fn marker(&self) -> usize {
-        match self.value {
-            Value::Object(_) | Value::Array(_) | Value::Opaque { .. } => self.start as usize + 1,
+        match self.kind {
+            Kind::Object(_) | Kind::Array(_) | Kind::Opaque { .. } => self.start as usize + 1,
             _ => self.start as usize,
-        }
-    }
-
-    /// The member `key` of an object node, the last one when the key is duplicated (like a
-    /// Go map built from the document).
-    pub fn get(&self, key: &str) -> Option<&Member<'a>> {
-        match &self.value {
-            Value::Object(members) => members.iter().rev().find(|m| m.key == key),
-            _ => None,
         }
     }
 
     /// The kind name Go uses in "cannot unmarshal X" messages.
     pub fn go_kind(&self) -> &'static str {
-        match &self.value {
-            Value::Null => "null",
-            Value::Bool(_) => "bool",
-            Value::Number(_) => "number",
-            Value::String(_) => "string",
-            Value::Array(_) | Value::Opaque { object: false } => "array",
-            Value::Object(_) | Value::Opaque { object: true } => "object",
+        match &self.kind {
+            Kind::Null => "null",
+            Kind::Bool(_) => "bool",
+            Kind::Number => "number",
+            Kind::Str { .. } => "string",
+            Kind::Array(_) | Kind::Opaque { object: false } => "array",
+            Kind::Object(_) | Kind::Opaque { object: true } => "object",
+        }
+    }
+
+    pub fn members(&self) -> &[Member] {
+        match &self.kind {
+            Kind::Object(m) => m,
+            _ => &[],
         }
     }
 }
 
-/// Builds the position tree of input that [`check_valid`] accepted.
+impl<'a> Doc<'a> {
+    fn raw(&self, start: u32, end: u32) -> &'a [u8] {
+        self.src
+            .get(start as usize + 1..(end as usize).saturating_sub(1))
+            .unwrap_or_default()
+    }
+
+    /// The contents of a string node (unquoted the Go way), or "" for other nodes.
+    pub fn str_of(&self, n: &Node) -> Cow<'a, str> {
+        match n.kind {
+            Kind::Str { plain: true } => {
+                Cow::Borrowed(std::str::from_utf8(self.raw(n.start, n.end)).unwrap_or(""))
+            }
+            Kind::Str { plain: false } => unquote(self.raw(n.start, n.end)),
+            _ => Cow::Borrowed(""),
+        }
+    }
+
+    /// The raw bytes inside a string node's quotes.
+    pub fn raw_str(&self, n: &Node) -> &'a [u8] {
+        self.raw(n.start, n.end)
+    }
+
+    /// The literal text of a number node.
+    pub fn number(&self, n: &Node) -> &'a str {
+        std::str::from_utf8(
+            self.src
+                .get(n.start as usize..n.end as usize)
+                .unwrap_or_default(),
+        )
+        .unwrap_or("0")
+    }
+
+    pub fn key(&self, m: &Member) -> Cow<'a, str> {
+        let raw = self.raw(m.key_start, m.key_end);
+        if m.key_plain {
+            Cow::Borrowed(std::str::from_utf8(raw).unwrap_or(""))
+        } else {
+            unquote(raw)
+        }
+    }
+
+    pub fn key_is(&self, m: &Member, key: &str) -> bool {
+        if m.key_plain {
+            self.raw(m.key_start, m.key_end) == key.as_bytes()
+        } else {
+            self.key(m) == key
+        }
+    }
+
+    /// The member `key` of an object node, the last one when the key is duplicated (like a
+    /// Go map built from the document).
+    pub fn get<'n>(&self, n: &'n Node, key: &str) -> Option<&'n Member> {
+        n.members().iter().rev().find(|m| self.key_is(m, key))
+    }
+}
+
+/// Builds the position tree of input that [`check_valid`] accepts.
 ///
 /// Panic-free on any input: invalid input gives an error instead of a tree.
-pub fn parse_tree(data: &[u8]) -> Result<Node<'_>, SyntaxError> {
+pub fn parse_doc(data: &[u8]) -> Result<Doc<'_>, SyntaxError> {
     check_valid(data)?;
-    let mut p = TreeParser { data, pos: 0 };
+    if data.len() > u32::MAX as usize {
+        return Err(SyntaxError {
+            msg: "config larger than 4 GiB".into(),
+            offset: 0,
+        });
+    }
+    let mut p = TreeParser {
+        data,
+        pos: 0,
+        members: Vec::new(),
+        elems: Vec::new(),
+    };
     p.skip_ws();
-    let node = p.value(0);
-    Ok(node)
+    let root = p.value(0);
+    Ok(Doc { src: data, root })
 }
 
 struct TreeParser<'a> {
     data: &'a [u8],
     pos: usize,
+    // Scratch stacks: children are collected here and moved into exactly sized slices.
+    members: Vec<Member>,
+    elems: Vec<Node>,
 }
 
-impl<'a> TreeParser<'a> {
+impl TreeParser<'_> {
     fn skip_ws(&mut self) {
         while self.pos < self.data.len() && is_space(self.data[self.pos]) {
             self.pos += 1;
@@ -584,17 +669,17 @@ impl<'a> TreeParser<'a> {
     }
 
     // The input is known to be valid JSON here, so the parser only has to find boundaries.
-    fn value(&mut self, depth: usize) -> Node<'a> {
+    fn value(&mut self, depth: usize) -> Node {
         let start = self.pos;
         let c = self.peek();
-        let value = match c {
+        let kind = match c {
             b'{' | b'[' if depth >= TREE_DEPTH_LIMIT => {
                 self.skip_container();
-                Value::Opaque { object: c == b'{' }
+                Kind::Opaque { object: c == b'{' }
             }
             b'{' => {
                 self.pos += 1;
-                let mut members = Vec::new();
+                let mark = self.members.len();
                 self.skip_ws();
                 if self.peek() == b'}' {
                     self.pos += 1;
@@ -602,14 +687,16 @@ impl<'a> TreeParser<'a> {
                     loop {
                         self.skip_ws();
                         let key_start = self.pos;
-                        let key = self.string();
+                        let key_plain = self.string_end();
+                        let key_end = self.pos;
                         self.skip_ws();
                         self.pos += 1; // ':'
                         self.skip_ws();
                         let value = self.value(depth + 1);
-                        members.push(Member {
-                            key,
+                        self.members.push(Member {
                             key_start: key_start as u32,
+                            key_end: key_end as u32,
+                            key_plain,
                             value,
                         });
                         self.skip_ws();
@@ -620,18 +707,19 @@ impl<'a> TreeParser<'a> {
                         }
                     }
                 }
-                Value::Object(members)
+                Kind::Object(self.members.drain(mark..).collect())
             }
             b'[' => {
                 self.pos += 1;
-                let mut elems = Vec::new();
+                let mark = self.elems.len();
                 self.skip_ws();
                 if self.peek() == b']' {
                     self.pos += 1;
                 } else {
                     loop {
                         self.skip_ws();
-                        elems.push(self.value(depth + 1));
+                        let v = self.value(depth + 1);
+                        self.elems.push(v);
                         self.skip_ws();
                         let sep = self.peek();
                         self.pos += 1;
@@ -640,23 +728,24 @@ impl<'a> TreeParser<'a> {
                         }
                     }
                 }
-                Value::Array(elems)
+                Kind::Array(self.elems.drain(mark..).collect())
             }
-            b'"' => Value::String(self.string()),
+            b'"' => Kind::Str {
+                plain: self.string_end(),
+            },
             b't' => {
                 self.pos += 4;
-                Value::Bool(true)
+                Kind::Bool(true)
             }
             b'f' => {
                 self.pos += 5;
-                Value::Bool(false)
+                Kind::Bool(false)
             }
             b'n' => {
                 self.pos += 4;
-                Value::Null
+                Kind::Null
             }
             _ => {
-                let s = self.pos;
                 while self.pos < self.data.len()
                     && matches!(
                         self.data[self.pos],
@@ -665,14 +754,13 @@ impl<'a> TreeParser<'a> {
                 {
                     self.pos += 1;
                 }
-                // Number literals are ASCII.
-                Value::Number(std::str::from_utf8(&self.data[s..self.pos]).unwrap_or("0"))
+                Kind::Number
             }
         };
         Node {
             start: start as u32,
             end: self.pos as u32,
-            value,
+            kind,
         }
     }
 
@@ -698,25 +786,29 @@ impl<'a> TreeParser<'a> {
         }
     }
 
-    /// Advances past a string literal starting at `pos` and returns its raw inner bytes.
-    fn string_end(&mut self) -> &'a [u8] {
+    /// Advances past a string literal starting at `pos`; returns whether its inside is plain
+    /// (no escapes, valid UTF-8).
+    fn string_end(&mut self) -> bool {
         let s = self.pos + 1;
         let mut i = s;
+        let mut escaped = false;
+        let mut ascii = true;
         while i < self.data.len() {
             match self.data[i] {
-                b'\\' => i += 2,
+                b'\\' => {
+                    escaped = true;
+                    i += 2;
+                }
                 b'"' => break,
-                _ => i += 1,
+                b => {
+                    ascii &= b < 0x80;
+                    i += 1;
+                }
             }
         }
         let end = i.min(self.data.len());
         self.pos = end + 1;
-        &self.data[s..end]
-    }
-
-    fn string(&mut self) -> Cow<'a, str> {
-        let raw = self.string_end();
-        unquote(raw)
+        !escaped && (ascii || std::str::from_utf8(&self.data[s..end]).is_ok())
     }
 }
 
@@ -994,27 +1086,32 @@ mod tests {
             )
         );
         // The tree keeps deep subtrees opaque and drops without recursion trouble.
-        let t = parse_tree(ok.as_bytes()).unwrap();
-        assert_eq!(t.go_kind(), "array");
+        let t = parse_doc(ok.as_bytes()).unwrap();
+        assert_eq!(t.root.go_kind(), "array");
     }
 
     #[test]
     fn tree_positions() {
         let src = br#"{"a": {"b": [1, "x"]}, "a": 5}"#;
-        let t = parse_tree(src).unwrap();
-        assert_eq!(t.marker(), 1);
+        let d = parse_doc(src).unwrap();
+        assert_eq!(d.root.marker(), 1);
         // Last duplicate wins.
-        let a = t.get("a").unwrap();
-        assert_eq!(a.value.value, Value::Number("5"));
+        let a = d.get(&d.root, "a").unwrap();
+        assert_eq!(d.number(&a.value), "5");
         assert_eq!(a.key_start, 23);
-        let Value::Object(m) = &t.value else { panic!() };
-        let b = m[0].value.get("b").unwrap();
+        let first = &d.root.members()[0];
+        let b = d.get(&first.value, "b").unwrap();
         assert_eq!(b.value.marker(), 13);
-        let Value::Array(items) = &b.value.value else {
+        let Kind::Array(items) = &b.value.kind else {
             panic!()
         };
         assert_eq!(items[1].start, 16);
         assert_eq!(items[1].end, 19);
+        assert_eq!(d.str_of(&items[1]), "x");
+        let e = parse_doc(br#"{"k\u0065y": "a\nb"}"#).unwrap();
+        let m = &e.root.members()[0];
+        assert!(e.key_is(m, "key"));
+        assert_eq!(e.str_of(&m.value), "a\nb");
     }
 
     #[test]

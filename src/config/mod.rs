@@ -98,7 +98,7 @@ pub fn parse(raw: &[u8]) -> Parsed {
         return Parsed::failed(Report::default(), ParseError::Empty);
     }
     let mut report = Report::default();
-    let tree = match json::parse_tree(raw) {
+    let doc = match json::parse_doc(raw) {
         Ok(t) => t,
         Err(e) => {
             report.push(
@@ -109,7 +109,7 @@ pub fn parse(raw: &[u8]) -> Parsed {
             return Parsed::failed(report, ParseError::Invalid);
         }
     };
-    let version = match decode::decode_version_stub(&tree) {
+    let version = match decode::decode_version_stub(&doc) {
         Ok(v) => v,
         Err(e) => {
             report.push(
@@ -124,12 +124,12 @@ pub fn parse(raw: &[u8]) -> Parsed {
         Ok(s) => s,
         Err(e) => {
             let mut p = Parsed::failed(report, ParseError::Version(e));
-            p.report.push(version_entry(&tree, &version, e));
-            p.report.correlate(Some(&tree), raw);
+            p.report.push(version_entry(&version, e));
+            p.report.correlate(Some(&doc), raw);
             return p;
         }
     };
-    let (mut cfg, notes) = match decode::decode_config(&tree, raw, spec) {
+    let (mut cfg, notes) = match decode::decode_config(&doc, spec) {
         Ok(x) => x,
         Err(e) => {
             report.push(
@@ -144,7 +144,7 @@ pub fn parse(raw: &[u8]) -> Parsed {
 
     report.extend(validate::rules(&cfg, spec));
     report.extend(validate::duplicates(&cfg, spec));
-    report.extend(validate::unused_keys(&cfg, spec, &tree));
+    report.extend(validate::unused_keys(&cfg, spec, &doc));
 
     // Ember's own findings.
     for n in notes {
@@ -162,7 +162,7 @@ pub fn parse(raw: &[u8]) -> Parsed {
     }
     translate(&mut cfg, spec, &mut report);
     report.extend(validate::whole_config_checks(&cfg));
-    report.correlate(Some(&tree), raw);
+    report.correlate(Some(&doc), raw);
 
     // Only Ignition's findings decide whether the config is usable; Ember's own errors are
     // enforced by the linter and by the stages where they matter.
@@ -224,7 +224,7 @@ pub fn validate_runtime(cfg: &Config) -> Report {
     validate::rules(cfg, Spec::LATEST)
 }
 
-fn version_entry(tree: &json::Node, version: &str, e: version::VersionError) -> Entry {
+fn version_entry(version: &str, e: version::VersionError) -> Entry {
     let path = JsonPath::root().key("ignition").key("version");
     let (code, msg, hint) = match e {
         version::VersionError::Unparseable if version.is_empty() => (
@@ -246,7 +246,6 @@ fn version_entry(tree: &json::Node, version: &str, e: version::VersionError) -> 
             ),
         ),
     };
-    let _ = tree;
     Entry::error(path, code, msg).with_hint(hint).ember()
 }
 

@@ -183,8 +183,11 @@ pub trait DynStruct: Any + Debug {
     /// Replaces `self` with a copy of `other`, which must be of the same type.
     fn assign(&mut self, other: &dyn DynStruct);
     /// The key Ignition uses for duplicate checks and merging (`Key()` in its types), if any.
-    fn key(&self) -> Option<String> {
+    fn key_ref(&self) -> Option<std::borrow::Cow<'_, str>> {
         None
+    }
+    fn key(&self) -> Option<String> {
+        self.key_ref().map(std::borrow::Cow::into_owned)
     }
     /// Whether every field is at its zero value (Go's "zero struct").
     fn is_zero(&self) -> bool;
@@ -199,6 +202,7 @@ pub trait DynList: Debug {
     fn get(&self, i: usize) -> &dyn DynStruct;
     fn get_mut(&mut self, i: usize) -> &mut dyn DynStruct;
     fn push_default(&mut self);
+    fn reserve_exact(&mut self, additional: usize);
     fn truncate(&mut self, n: usize);
     fn clear(&mut self);
     fn elem_desc(&self) -> &'static StructDesc;
@@ -225,6 +229,9 @@ impl<T: ConfigStruct> DynList for Vec<T> {
     }
     fn push_default(&mut self) {
         self.push(T::default());
+    }
+    fn reserve_exact(&mut self, additional: usize) {
+        Vec::reserve_exact(self, additional)
     }
     fn truncate(&mut self, n: usize) {
         Vec::truncate(self, n)
@@ -417,7 +424,7 @@ macro_rules! config_type {
                 }
             }
             $(
-                fn key(&self) -> Option<String> {
+                fn key_ref(&self) -> Option<std::borrow::Cow<'_, str>> {
                     let $s = self;
                     Some($key)
                 }
@@ -537,7 +544,7 @@ config_type! {
         verification: Verification = FieldDesc::new("verification", "types.Verification",
             "How to check the fetched data."),
     }
-    key = |r| r.source.clone().unwrap_or_default()
+    key = |r| r.source.as_deref().unwrap_or("").into()
 }
 
 config_type! {
@@ -547,7 +554,7 @@ config_type! {
         value: Option<String> = FieldDesc::new("value", "string",
             "The header's value. Left out in a merged config, it removes the header set by the parent."),
     }
-    key = |h| h.name.clone()
+    key = |h| h.name.as_str().into()
 }
 
 config_type! {
@@ -589,7 +596,7 @@ config_type! {
             "Whether the group should exist; false deletes it. Default true.").since(V3_2),
         system: Option<bool> = FieldDesc::new("system", "bool", "Create a system group (ID from the system range)."),
     }
-    key = |g| g.name.clone()
+    key = |g| g.name.as_str().into()
 }
 
 config_type! {
@@ -612,7 +619,7 @@ config_type! {
         system: Option<bool> = FieldDesc::new("system", "bool", "Create a system user (ID from the system range)."),
         uid: Option<i64> = FieldDesc::new("uid", "int", "The user ID; allocated automatically if left out."),
     }
-    key = |u| u.name.clone()
+    key = |u| u.name.as_str().into()
 }
 
 config_type! {
@@ -660,7 +667,7 @@ config_type! {
             "Permission bits as a decimal number (0755 is 493); default 0755. setuid/setgid/sticky need spec 3.6.0.")
             .constraint(MODE),
     }
-    key = |d| d.path.clone()
+    key = |d| d.path.as_str().into()
 }
 
 config_type! {
@@ -679,7 +686,7 @@ config_type! {
             "Permission bits as a decimal number (0644 is 420); default 0644. setuid/setgid/sticky need spec 3.6.0.")
             .constraint(MODE),
     }
-    key = |f| f.path.clone()
+    key = |f| f.path.as_str().into()
 }
 
 config_type! {
@@ -693,7 +700,7 @@ config_type! {
         target: Option<String> = FieldDesc::new("target", "string", "What the link points to.")
             .quirk(Quirk::ValueStrUntil3_2),
     }
-    key = |l| l.path.clone()
+    key = |l| l.path.as_str().into()
 }
 
 config_type! {
@@ -704,7 +711,7 @@ config_type! {
             .elem("types.Partition"),
         wipe_table: Option<bool> = FieldDesc::new("wipeTable", "bool", "Erase the partition table first."),
     }
-    key = |d| d.device.clone()
+    key = |d| d.device.as_str().into()
 }
 
 config_type! {
@@ -725,11 +732,11 @@ config_type! {
             "Replace an existing partition that does not match instead of failing."),
     }
     key = |p| if p.number != 0 {
-        format!("number:{}", p.number)
+        format!("number:{}", p.number).into()
     } else if let Some(l) = &p.label {
-        format!("label:{l}")
+        format!("label:{l}").into()
     } else {
-        String::new()
+        "".into()
     }
 }
 
@@ -750,7 +757,7 @@ config_type! {
         wipe_filesystem: Option<bool> = FieldDesc::new("wipeFilesystem", "bool",
             "Erase the device before creating the filesystem instead of reusing a matching one."),
     }
-    key = |f| f.device.clone()
+    key = |f| f.device.as_str().into()
 }
 
 config_type! {
@@ -772,7 +779,7 @@ config_type! {
         uuid: Option<String> = FieldDesc::new("uuid", "string", "The LUKS UUID."),
         wipe_volume: Option<bool> = FieldDesc::new("wipeVolume", "bool", "Erase the device instead of reusing an existing volume."),
     }
-    key = |l| l.name.clone()
+    key = |l| l.name.as_str().into()
 }
 
 config_type! {
@@ -811,7 +818,7 @@ config_type! {
         thumbprint: Option<String> = FieldDesc::new("thumbprint", "string", "Thumbprint of a trusted signing key."),
         url: String = FieldDesc::new("url", "string", "The server's URL.").always(),
     }
-    key = |t| t.url.clone()
+    key = |t| t.url.as_str().into()
 }
 
 config_type! {
@@ -825,7 +832,7 @@ config_type! {
             .elem("types.RaidOption").append(),
         spares: Option<i64> = FieldDesc::new("spares", "int", "How many of the devices are spares."),
     }
-    key = |r| r.name.clone()
+    key = |r| r.name.as_str().into()
 }
 
 config_type! {
@@ -844,7 +851,7 @@ config_type! {
         mask: Option<bool> = FieldDesc::new("mask", "bool", "Mask the unit (link it to /dev/null)."),
         name: String = FieldDesc::new("name", "string", "The unit's name with its type suffix, such as foo.service.").always(),
     }
-    key = |u| u.name.clone()
+    key = |u| u.name.as_str().into()
 }
 
 config_type! {
@@ -853,7 +860,7 @@ config_type! {
         contents: Option<String> = FieldDesc::new("contents", "string", "The drop-in's contents."),
         name: String = FieldDesc::new("name", "string", "The drop-in's file name, ending in .conf.").always(),
     }
-    key = |d| d.name.clone()
+    key = |d| d.name.as_str().into()
 }
 
 impl Config {

@@ -6,7 +6,9 @@
 
 use std::fmt;
 
-use super::json::{LineIndex, Node, Value};
+use std::borrow::Cow;
+
+use super::json::{Doc, Kind, LineIndex, Node};
 
 /// How serious a finding is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -30,7 +32,7 @@ impl Severity {
 /// One element of a JSON path.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum PathElem {
-    Key(String),
+    Key(Cow<'static, str>),
     Index(usize),
 }
 
@@ -47,8 +49,18 @@ impl JsonPath {
     }
     pub fn key(&self, k: &str) -> Self {
         let mut p = self.clone();
-        p.0.push(PathElem::Key(k.to_string()));
+        p.0.push(PathElem::Key(Cow::Owned(k.to_string())));
         p
+    }
+    /// Appends a field name in place (no allocation for static names).
+    pub fn push_field(&mut self, k: &'static str) {
+        self.0.push(PathElem::Key(Cow::Borrowed(k)));
+    }
+    pub fn push_index(&mut self, i: usize) {
+        self.0.push(PathElem::Index(i));
+    }
+    pub fn pop(&mut self) {
+        self.0.pop();
     }
     pub fn index(&self, i: usize) -> Self {
         let mut p = self.clone();
@@ -62,7 +74,7 @@ impl JsonPath {
                 .iter()
                 .map(|p| match p.parse::<usize>() {
                     Ok(i) => PathElem::Index(i),
-                    Err(_) => PathElem::Key(p.clone()),
+                    Err(_) => PathElem::Key(Cow::Owned(p.clone())),
                 })
                 .collect(),
         )
@@ -71,12 +83,12 @@ impl JsonPath {
     /// The deepest node of `tree` on this path, as Ignition correlates report entries: keys
     /// match exactly, the last duplicate wins, and the walk stops where the path leaves the
     /// document.
-    pub fn deepest<'t, 'a>(&self, tree: &'t Node<'a>) -> &'t Node<'a> {
-        let mut node = tree;
+    pub fn deepest<'t>(&self, doc: &'t Doc) -> &'t Node {
+        let mut node = &doc.root;
         for e in &self.0 {
-            let next = match (e, &node.value) {
-                (PathElem::Key(k), Value::Object(_)) => node.get(k).map(|m| &m.value),
-                (PathElem::Index(i), Value::Array(items)) => items.get(*i),
+            let next = match (e, &node.kind) {
+                (PathElem::Key(k), Kind::Object(_)) => doc.get(node, k).map(|m| &m.value),
+                (PathElem::Index(i), Kind::Array(items)) => items.get(*i),
                 _ => None,
             };
             match next {
@@ -89,15 +101,15 @@ impl JsonPath {
 
     /// Whether the whole path exists in `tree`, and if not, whether it stopped at a value that
     /// is not a container (Ignition's "context tree does not match" case).
-    pub fn lookup<'t, 'a>(&self, tree: &'t Node<'a>) -> Lookup<'t, 'a> {
-        let mut node = tree;
+    pub fn lookup<'t>(&self, doc: &'t Doc) -> Lookup<'t> {
+        let mut node = &doc.root;
         for e in &self.0 {
-            match (e, &node.value) {
-                (PathElem::Key(k), Value::Object(_)) => match node.get(k) {
+            match (e, &node.kind) {
+                (PathElem::Key(k), Kind::Object(_)) => match doc.get(node, k) {
                     Some(m) => node = &m.value,
                     None => return Lookup::NotFound,
                 },
-                (PathElem::Index(i), Value::Array(items)) => match items.get(*i) {
+                (PathElem::Index(i), Kind::Array(items)) => match items.get(*i) {
                     Some(n) => node = n,
                     None => return Lookup::NotFound,
                 },
@@ -108,8 +120,8 @@ impl JsonPath {
     }
 }
 
-pub enum Lookup<'t, 'a> {
-    Found(&'t Node<'a>),
+pub enum Lookup<'t> {
+    Found(&'t Node),
     NotFound,
     BadPath,
 }
@@ -254,15 +266,18 @@ impl Report {
 
     /// Gives every entry without a marker the position of the deepest node on its path, and
     /// fills in lines and columns.
-    pub fn correlate(&mut self, tree: Option<&Node>, src: &[u8]) {
+    pub fn correlate(&mut self, doc: Option<&Doc>, src: &[u8]) {
+        if self.entries.is_empty() {
+            return;
+        }
         let index = LineIndex::new(src);
         for e in &mut self.entries {
             if e.source.is_some() {
                 continue;
             }
             if e.marker.is_none() {
-                if let (Some(tree), Some(path)) = (tree, &e.path) {
-                    let node = path.deepest(tree);
+                if let (Some(doc), Some(path)) = (doc, &e.path) {
+                    let node = path.deepest(doc);
                     e.marker = Some(Marker {
                         index: node.marker(),
                         line: 0,

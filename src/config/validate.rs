@@ -10,9 +10,10 @@
 //! versions they apply to). Ember's own findings are marked `ember_only` and left out when Ember
 //! acts as `ignition-validate`.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
-use super::json::Node;
+use super::json::{Doc, Kind};
 use super::model::*;
 use super::report::{Entry, JsonPath, Lookup, Report, Severity};
 use super::unit;
@@ -104,12 +105,24 @@ impl Rules<'_> {
         }
     }
 
-    fn url_entry(&self, path: JsonPath, s: &str) -> Option<Entry> {
+    fn url_error(&self, s: &str) -> Option<String> {
         let allow_gs = self.spec >= Spec::V3_2;
         let allow_arn = self.spec >= Spec::V3_4;
         url::validate_resource_url(s, allow_gs, allow_arn)
             .err()
-            .map(|e| url_error_entry(path, e.to_string(), self.spec))
+            .map(|e| e.to_string())
+    }
+
+    fn url_entry(&self, path: JsonPath, s: &str) -> Option<Entry> {
+        self.url_error(s)
+            .map(|msg| url_error_entry(path, msg, self.spec))
+    }
+
+    /// Ignition's path rules on `path.key`, building the entry only when there is a problem.
+    fn check_path(&mut self, path: &JsonPath, key: &str, p: &str) {
+        if path_problem(p).is_some() {
+            self.push(path_entry(path.key(key), p));
+        }
     }
 
     fn required_source(&mut self, path: JsonPath, r: &Resource) {
@@ -119,8 +132,9 @@ impl Rules<'_> {
                     .with_hint("add a \"source\" URL"),
             )),
             Some(s) => {
-                let e = self.url_entry(path, s);
-                self.push(e);
+                if let Some(msg) = self.url_error(s) {
+                    self.push(Some(url_error_entry(path, msg, self.spec)));
+                }
             }
         }
     }
@@ -136,8 +150,12 @@ impl Rules<'_> {
                 }
             }
         } else if let Some(p) = any.downcast_ref::<Proxy>() {
-            self.proxy(&p.http_proxy, path.key("httpProxy"), true);
-            self.proxy(&p.https_proxy, path.key("httpsProxy"), false);
+            if p.http_proxy.is_some() {
+                self.proxy(&p.http_proxy, path.key("httpProxy"), true);
+            }
+            if p.https_proxy.is_some() {
+                self.proxy(&p.https_proxy, path.key("httpsProxy"), false);
+            }
         } else if let Some(t) = any.downcast_ref::<Tls>() {
             for (i, r) in t.certificate_authorities.iter().enumerate() {
                 let p = path.key("certificateAuthorities").index(i);
@@ -177,11 +195,11 @@ impl Rules<'_> {
         } else if let Some(st) = any.downcast_ref::<Storage>() {
             self.storage(st, path);
         } else if let Some(d) = any.downcast_ref::<Directory>() {
-            self.push(path_entry(path.key("path"), &d.path));
-            self.mode(d.mode, path.key("mode"));
+            self.check_path(path, "path", &d.path);
+            self.mode(d.mode, path);
         } else if let Some(f) = any.downcast_ref::<File>() {
-            self.push(path_entry(path.key("path"), &f.path));
-            self.mode(f.mode, path.key("mode"));
+            self.check_path(path, "path", &f.path);
+            self.mode(f.mode, path);
             if is_true(f.overwrite) && f.contents.source.is_none() {
                 self.push(Some(
                     Entry::error(
@@ -325,8 +343,9 @@ impl Rules<'_> {
         let ca30 = self.spec == Spec::V3_0 && shape == Shape30::CaReference;
         if !ca30 {
             if let Some(s) = r.source.as_deref().filter(|s| !s.is_empty()) {
-                let e = self.url_entry(path.key("source"), s);
-                self.push(e);
+                if let Some(msg) = self.url_error(s) {
+                    self.push(Some(url_error_entry(path.key("source"), msg, self.spec)));
+                }
             }
         }
         if !r.http_headers.is_empty() {
@@ -393,16 +412,22 @@ impl Rules<'_> {
         }
     }
 
-    fn mode(&mut self, mode: Option<i64>, path: JsonPath) {
+    fn mode(&mut self, mode: Option<i64>, parent: &JsonPath) {
         let Some(m) = mode else { return };
-        if !(0..=0o7777).contains(&m) {
+        let bad = !(0..=0o7777).contains(&m);
+        let special = self.spec < Spec::V3_6 && (m as u32) & 0o7000 != 0;
+        if !bad && !special {
+            return;
+        }
+        let path = parent.key("mode");
+        if bad {
             self.push(Some(
                 Entry::error(path.clone(), "mode-illegal", "illegal file mode").with_hint(
                     "give the mode in decimal between 0 and 4095 (0644 is 420, 0755 is 493)",
                 ),
             ));
         }
-        if self.spec < Spec::V3_6 && (m as u32) & 0o7000 != 0 {
+        if special {
             self.push(Some(
                 Entry::warning(
                     path,
@@ -431,7 +456,7 @@ impl Rules<'_> {
         // Ignition compares every entry with every link (`p` starts with `link + "/"`); the same
         // findings, in the same order, come from looking each proper prefix of `p` that ends
         // before a '/' up among the link paths.
-        let mut links: HashMap<&str, Vec<usize>> = HashMap::new();
+        let mut links: FxMap<&str, Vec<usize>> = FxMap::default();
         for (i, l) in s.links.iter().enumerate() {
             links.entry(l.path.as_str()).or_default().push(i);
         }
@@ -514,7 +539,7 @@ impl Rules<'_> {
     }
 
     fn link(&mut self, l: &Link, path: &JsonPath) {
-        self.push(path_entry(path.key("path"), &l.path));
+        self.check_path(path, "path", &l.path);
         if self.spec >= Spec::V3_3 && nil_or_empty(&l.target) {
             self.push(Some(
                 Entry::error(
@@ -557,7 +582,7 @@ impl Rules<'_> {
             ));
             return;
         }
-        self.push(path_entry(path.key("device"), &d.device));
+        self.check_path(path, "device", &d.device);
         // Partition numbers must be unique (0 means "next free").
         let mut by_number: Vec<(i64, Vec<usize>)> = Vec::new();
         for (i, p) in d.partitions.iter().enumerate() {
@@ -666,7 +691,7 @@ impl Rules<'_> {
 
     fn filesystem(&mut self, f: &Filesystem, path: &JsonPath) {
         if let Some(p) = &f.path {
-            self.push(path_entry(path.key("path"), p));
+            self.check_path(path, "path", p);
         }
         let virtiofs = self.spec == Spec::V3_7Exp && f.format.as_deref() == Some("virtiofs");
         if virtiofs {
@@ -684,7 +709,7 @@ impl Rules<'_> {
                 )));
             }
         } else {
-            self.push(path_entry(path.key("device"), &f.device));
+            self.check_path(path, "device", &f.device);
         }
         let mut formats: Vec<&str> = vec!["ext4", "btrfs", "xfs", "swap", "vfat"];
         if self.spec >= Spec::V3_3 {
@@ -808,7 +833,7 @@ impl Rules<'_> {
                 )
                 .with_hint("name the device to encrypt"),
             )),
-            Some(d) => self.push(path_entry(path.key("device"), d)),
+            Some(d) => self.check_path(path, "device", d),
         }
         let c = &l.clevis;
         if not_empty(&c.custom.pin)
@@ -821,7 +846,7 @@ impl Rules<'_> {
             )));
         }
         if let Some(s) = l.key_file.source.as_deref().filter(|s| !s.is_empty()) {
-            if self.url_entry(JsonPath::root(), s).is_some() {
+            if self.url_error(s).is_some() {
                 self.push(Some(Entry::error(
                     path.key("keys"),
                     "luks-key-file-source",
@@ -955,7 +980,9 @@ impl Rules<'_> {
             ));
         }
         for (i, d) in r.devices.iter().enumerate() {
-            self.push(path_entry(path.key("devices").index(i), d));
+            if path_problem(d).is_some() {
+                self.push(path_entry(path.key("devices").index(i), d));
+            }
         }
     }
 
@@ -1133,10 +1160,11 @@ fn overlapping_partition(parts: &[Partition]) -> Option<usize> {
     None
 }
 
-/// Walks the model depth-first in field order, as Ignition's validator walks its types.
+/// Walks the model depth-first in field order, as Ignition's validator walks its types. The
+/// path is one buffer extended and shortened in place.
 fn walk(
     s: &dyn DynStruct,
-    path: &JsonPath,
+    path: &mut JsonPath,
     shape: Shape30,
     spec: Spec,
     visit: &mut dyn FnMut(&dyn DynStruct, &JsonPath, Shape30),
@@ -1148,12 +1176,19 @@ fn walk(
             continue;
         }
         match s.field(i) {
-            FieldRef::Struct(inner) => walk(inner, &path.key(f.json), f.shape30, spec, visit),
+            FieldRef::Struct(inner) => {
+                path.push_field(f.json);
+                walk(inner, path, f.shape30, spec, visit);
+                path.pop();
+            }
             FieldRef::List(list) => {
-                let p = path.key(f.json);
+                path.push_field(f.json);
                 for j in 0..list.len() {
-                    walk(list.get(j), &p.index(j), f.shape30, spec, visit);
+                    path.push_index(j);
+                    walk(list.get(j), path, f.shape30, spec, visit);
+                    path.pop();
                 }
+                path.pop();
             }
             _ => {}
         }
@@ -1169,7 +1204,7 @@ pub fn rules(cfg: &Config, spec: Spec) -> Report {
     };
     walk(
         cfg,
-        &JsonPath::root(),
+        &mut JsonPath::root(),
         Shape30::Full,
         spec,
         &mut |s, p, shape| r.visit(s, p, shape, cfg),
@@ -1183,12 +1218,13 @@ pub fn duplicates(cfg: &Config, spec: Spec) -> Report {
     let mut report = Report::default();
     walk(
         cfg,
-        &JsonPath::root(),
+        &mut JsonPath::root(),
         Shape30::Full,
         spec,
         &mut |s, path, _| {
             let desc = s.desc();
-            let mut namespaces: HashMap<&str, HashSet<String>> = HashMap::new();
+            // Keys seen per namespace of this struct.
+            let mut namespaces: Vec<(&str, FxSet<Cow<'_, str>>)> = Vec::new();
             for (i, f) in desc.fields.iter().enumerate() {
                 if f.append_list || !f.in_spec(spec) {
                     continue;
@@ -1198,26 +1234,44 @@ pub fn duplicates(cfg: &Config, spec: Spec) -> Report {
                     ("KernelArguments", _) => "karg",
                     (_, j) => j,
                 };
-                let keys: Vec<String> = match s.field(i) {
-                    FieldRef::List(list) => (0..list.len())
-                        .map(|j| list.get(j).key().unwrap_or_default())
+                let keys: Vec<Cow<'_, str>> = match s.field(i) {
+                    FieldRef::List(list) if list.len() > 1 || ns == "node" => (0..list.len())
+                        .map(|j| list.get(j).key_ref().unwrap_or(Cow::Borrowed("")))
                         .collect(),
-                    FieldRef::StrList(items) => items.to_vec(),
+                    FieldRef::StrList(items) if items.len() > 1 || ns == "karg" => {
+                        items.iter().map(|x| Cow::Borrowed(x.as_str())).collect()
+                    }
                     _ => continue,
                 };
-                let seen = namespaces.entry(ns).or_default();
+                let idx = match namespaces.iter().position(|(n, _)| *n == ns) {
+                    Some(i) => i,
+                    None => {
+                        namespaces.push((ns, FxSet::default()));
+                        namespaces.len() - 1
+                    }
+                };
+                let seen = &mut namespaces[idx].1;
                 for (j, k) in keys.into_iter().enumerate() {
-                    if !seen.insert(k.clone()) {
-                        report.push(
-                            Entry::error(
-                                path.key(f.json).index(j),
-                                "duplicate",
-                                "duplicate entry defined",
-                            )
-                            .with_hint(format!(
-                                "another entry already has the key {k:?}; remove one"
-                            )),
+                    if seen.contains(&k) {
+                        let mut e = Entry::error(
+                            path.key(f.json).index(j),
+                            "duplicate",
+                            "duplicate entry defined",
                         );
+                        e = e.with_hint(
+                            if desc.go_name == "IgnitionConfig"
+                                || desc.go_name == "Tls"
+                                || desc.go_name == "File"
+                            {
+                                "another entry in this list has the same source; remove one"
+                                    .to_string()
+                            } else {
+                                format!("another entry already has the key {k:?}; remove one")
+                            },
+                        );
+                        report.push(e);
+                    } else {
+                        seen.insert(k);
                     }
                 }
             }
@@ -1226,17 +1280,42 @@ pub fn duplicates(cfg: &Config, spec: Spec) -> Report {
     report
 }
 
+/// A small, fast hasher for string keys (FxHash, as used in rustc); the validator hashes
+/// hundreds of thousands of paths and SipHash's flood resistance buys nothing here.
+#[derive(Default, Clone, Copy)]
+pub struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let v = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+            self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FxSet<T> = HashSet<T, std::hash::BuildHasherDefault<FxHasher>>;
+type FxMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
+
 /// Pass 3: keys that are not fields of this spec version.
-pub fn unused_keys(cfg: &Config, spec: Spec, tree: &Node) -> Report {
+pub fn unused_keys(cfg: &Config, spec: Spec, doc: &Doc) -> Report {
     let mut report = Report::default();
     walk(
         cfg,
-        &JsonPath::root(),
+        &mut JsonPath::root(),
         Shape30::Full,
         spec,
         &mut |s, path, shape| {
             let desc = s.desc();
-            let node = match path.lookup(tree) {
+            let node = match path.lookup(doc) {
                 Lookup::Found(n) => n,
                 Lookup::NotFound => return,
                 Lookup::BadPath => {
@@ -1244,33 +1323,34 @@ pub fn unused_keys(cfg: &Config, spec: Spec, tree: &Node) -> Report {
                     return;
                 }
             };
-            let super::json::Value::Object(members) = &node.value else {
+            let Kind::Object(members) = &node.kind else {
                 report.push(mismatch(path));
                 return;
             };
-            let known = |k: &str| {
+            let known = |m: &super::json::Member| {
                 desc.fields.iter().any(|f| {
-                    f.json == k
-                        && f.in_spec(spec)
+                    f.in_spec(spec)
+                        && doc.key_is(m, f.json)
                         && !(spec == Spec::V3_0
                             && desc.go_name == "Resource"
-                            && k == "compression"
+                            && f.json == "compression"
                             && matches!(shape, Shape30::ConfigReference | Shape30::CaReference))
                 })
             };
             // One warning per distinct key, at its last occurrence (a Go map keeps the last).
-            let mut seen: HashSet<&str> = HashSet::new();
+            let mut seen: FxSet<Cow<'_, str>> = FxSet::default();
             for m in members.iter().rev() {
-                if !seen.insert(&m.key) || known(&m.key) {
+                if known(m) {
                     continue;
                 }
-                let mut e = Entry::warning(
-                    path.key(&m.key),
-                    "unused-key",
-                    format!("unused key {}", m.key),
-                )
-                .at_index(m.key_start as usize);
-                if let Some(h) = unknown_key_hint(desc, &m.key, spec) {
+                let key = doc.key(m);
+                if !seen.insert(key.clone()) {
+                    continue;
+                }
+                let mut e =
+                    Entry::warning(path.key(&key), "unused-key", format!("unused key {key}"))
+                        .at_index(m.key_start as usize);
+                if let Some(h) = unknown_key_hint(desc, &key, spec) {
                     e = e.with_hint(h);
                 }
                 report.push(e);
@@ -1359,7 +1439,7 @@ pub fn whole_config_checks(cfg: &Config) -> Report {
     let mut report = Report::default();
     let st = JsonPath::root().key("storage");
     // A file's path cannot also be a directory on the way to another entry.
-    let mut files: HashMap<&str, usize> = HashMap::new();
+    let mut files: FxMap<&str, usize> = FxMap::default();
     for (i, f) in cfg.storage.files.iter().enumerate() {
         files.insert(f.path.as_str(), i);
     }
