@@ -688,12 +688,14 @@ pub fn notify_kernel(
         match want(p.number) {
             Some(w) if w.start == start && w.len == len => {}
             Some(w) if w.start == start => {
-                dev.resize_partition(p.number, w.start, w.len)
-                    .map_err(|e| busy_or(e, disk, p.number))?;
+                retry_busy(&p.block, opts.timeout, || {
+                    dev.resize_partition(p.number, w.start, w.len)
+                })
+                .map_err(|e| busy_or(e, disk, p.number))?;
                 report.resized.push(p.number);
             }
             _ => {
-                dev.delete_partition(p.number)
+                retry_busy(&p.block, opts.timeout, || dev.delete_partition(p.number))
                     .map_err(|e| busy_or(e, disk, p.number))?;
                 report.deleted.push(p.number);
             }
@@ -723,6 +725,32 @@ pub fn notify_kernel(
                 })
             }
             Some(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+fn is_ebusy(e: &Error) -> bool {
+    matches!(e, Error::Ioctl { source, .. } if source.raw_os_error() == Some(libc::EBUSY))
+}
+
+/// Runs a BLKPG change, retrying while it fails with `EBUSY` because something merely has the
+/// partition open for a moment (a prober, udev, blkid).  A partition that is mounted or has
+/// holders is really in use: that fails at once.
+fn retry_busy(part: &SysBlock, timeout: Duration, mut f: impl FnMut() -> Result<()>) -> Result<()> {
+    let deadline = Instant::now() + timeout.min(Duration::from_secs(5));
+    loop {
+        match f() {
+            Err(e) if is_ebusy(&e) && Instant::now() < deadline => {
+                let really_used = mounts::mountinfo()
+                    .ok()
+                    .and_then(|m| usage_of(part, &m).ok())
+                    .is_none_or(|u| u.in_use());
+                if really_used {
+                    return Err(e);
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            r => return r,
         }
     }
 }

@@ -243,7 +243,8 @@ fn fat_geometry(ms: &[u8]) -> Option<FatGeometry> {
         || &ms[0x36..0x3e] == b"FAT16   "
         || &ms[0x36..0x3e] == b"FAT12   "
         || &ms[0x36..0x3e] == b"FAT     ";
-    let weak = ms[0] == 0xEB || ms[0] == 0xE9 || (ms[510] == 0x55 && ms[511] == 0xAA);
+    // The weak magics (an x86 jump, or 55 AA) count only together with the 55 AA signature.
+    let weak = ms[510] == 0x55 && ms[511] == 0xAA;
     if !strong && !weak {
         return None;
     }
@@ -284,9 +285,7 @@ fn fat_geometry(ms: &[u8]) -> Option<FatGeometry> {
     if clusters > max || fat_length == 0 {
         return None;
     }
-    // Weak magics alone: blkid also wants an x86 jump and no MBR partition entries that look
-    // real; requiring the jump is enough to keep MBRs out here.
-    if !(strong || ms[0] == 0xEB || ms[0] == 0xE9) {
+    if !strong && (&ms[0x36..0x3e] == b"JFS     " || &ms[0x36..0x3e] == b"HPFS    ") {
         return None;
     }
     Some(FatGeometry {
@@ -376,6 +375,9 @@ fn probe_vfat<D: Read + Seek>(dev: &mut Dev<D>) -> Result<Option<Signature>> {
         s.magics.push((type_at as u64, 8));
     } else if &ms[0x36..0x3b] == b"MSDOS" {
         s.magics.push((0x36, 5));
+    }
+    if ms[0] == 0xEB || ms[0] == 0xE9 {
+        s.magics.push((0, 1));
     }
     s.magics.push((0x1FE, 2));
     Ok(Some(s))
@@ -654,7 +656,15 @@ fn probe_md<D: Read + Seek>(dev: &mut Dev<D>) -> Result<Option<Signature>> {
         let Some(sb) = dev.read(sector * 512, 256)? else {
             continue;
         };
-        if le32(&sb, 0) != MAGIC || le32(&sb, 4) != 1 || le64(&sb, 128) != sector {
+        // magic, major version 1, super_offset pointing at itself, valid checksum.
+        if le32(&sb, 0) != MAGIC || le32(&sb, 4) != 1 || le64(&sb, 144) != sector {
+            continue;
+        }
+        let max_dev = u64::from(le32(&sb, 220));
+        let Some(full) = dev.read(sector * 512, (256 + 2 * max_dev.min(1920)) as usize)? else {
+            continue;
+        };
+        if md1_checksum(&full) != le32(&sb, 216) {
             continue;
         }
         let mut s = Signature::new("linux_raid_member", Usage::Raid);
@@ -664,16 +674,21 @@ fn probe_md<D: Read + Seek>(dev: &mut Dev<D>) -> Result<Option<Signature>> {
         return Ok(Some(s));
     }
     // 0.90 at the last 64 KiB-aligned 64 KiB block.
-    if dev.size >= 0x20000 {
+    if dev.size >= 0x10000 {
         let off = (dev.size & !0xFFFF) - 0x10000;
         if let Some(sb) = dev.read(off, 64)? {
-            if le32(&sb, 0) == MAGIC && le32(&sb, 4) == 0 {
-                let mut uuid = Vec::with_capacity(16);
-                uuid.extend_from_slice(&sb[20..24]);
-                if le32(&sb, 8) >= 90 {
-                    uuid.extend_from_slice(&sb[52..64]);
+            if le32(&sb, 0) == MAGIC {
+                // blkid byte-swaps each uuid word of 0.90 superblocks.
+                let mut uuid = [0u8; 16];
+                let words: &[usize] = if le32(&sb, 8) >= 90 {
+                    &[20, 52, 56, 60]
                 } else {
-                    uuid.extend_from_slice(&[0; 12]);
+                    &[20]
+                };
+                for (i, w) in words.iter().enumerate() {
+                    for k in 0..4 {
+                        uuid[i * 4 + k] = sb[w + 3 - k];
+                    }
                 }
                 let mut s = Signature::new("linux_raid_member", Usage::Raid);
                 s.uuid = uuid_text(&uuid);
@@ -683,6 +698,21 @@ fn probe_md<D: Read + Seek>(dev: &mut Dev<D>) -> Result<Option<Signature>> {
         }
     }
     Ok(None)
+}
+
+/// md 1.x superblock checksum: 32-bit little-endian words summed with the checksum field
+/// (offset 216) counted as zero, then folded to 32 bits.
+fn md1_checksum(sb: &[u8]) -> u32 {
+    let mut sum: u64 = 0;
+    for (i, c) in sb.chunks(4).enumerate() {
+        if i == 216 / 4 {
+            continue;
+        }
+        let mut b = [0u8; 4];
+        b[..c.len()].copy_from_slice(c);
+        sum += u64::from(u32::from_le_bytes(b));
+    }
+    ((sum & 0xffff_ffff) + (sum >> 32)) as u32
 }
 
 fn probe_tables<D: Read + Seek>(dev: &mut Dev<D>, sector_size: u64) -> Result<Option<Signature>> {
