@@ -74,8 +74,9 @@ pub fn decode(s: &str) -> String {
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'\\' && i + 3 < b.len() && b[i + 1] == b'x' {
-            if let Ok(v) = u8::from_str_radix(&s[i + 2..i + 4], 16) {
-                out.push(v);
+            let hex = |c: u8| (c as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(b[i + 2]), hex(b[i + 3])) {
+                out.push((h * 16 + l) as u8);
                 i += 4;
                 continue;
             }
@@ -552,6 +553,7 @@ mod tests {
             assert_eq!(decode(&encode(s)), s);
         }
         assert_eq!(decode("bad\\xZZ"), "bad\\xZZ");
+        assert_eq!(decode("\\xéé"), "\\xéé");
     }
 
     #[test]
