@@ -29,7 +29,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 
 use crate::system::blockdev::{self, BlockDevice, PartitionExtent};
@@ -838,7 +838,7 @@ pub fn write_device(path: &Path, table: &Table) -> Result<()> {
 }
 
 /// Zaps block device `path` like `sgdisk --zap-all` and flushes it.
-pub fn zap_device(path: &Path) -> Result<PathBuf> {
+pub fn zap_device(path: &Path) -> Result<()> {
     let mut dev = BlockDevice::open_rw(path)?;
     let ss = u64::from(dev.logical_sector_size()?);
     let len = dev.size_bytes()?;
@@ -851,7 +851,7 @@ pub fn zap_device(path: &Path) -> Result<PathBuf> {
     t.apply(&[Op::ZapAll])?;
     t.write(dev.file_mut())?;
     dev.flush()?;
-    Ok(path.to_owned())
+    Ok(())
 }
 
 #[cfg(test)]
