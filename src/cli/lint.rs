@@ -401,7 +401,8 @@ fn human(results: &[FileResult]) -> String {
 fn human_entry(r: &FileResult, e: &Entry, index: &LineIndex, secrets: &[(usize, usize)]) -> String {
     let mut s = String::new();
     let own_source = e.source.is_none();
-    let loc = match (&e.marker, own_source) {
+    let pos = e.position();
+    let loc = match (&pos, own_source) {
         (Some(m), true) if m.line > 0 => format!("{}:{}:{}", r.name, m.line, m.column),
         (Some(_), true) => format!("{}:end of input", r.name),
         (Some(m), false) if m.line > 0 => format!(
@@ -423,11 +424,11 @@ fn human_entry(r: &FileResult, e: &Entry, index: &LineIndex, secrets: &[(usize, 
         e.code
     ));
     if let Some(p) = &e.path {
-        if !p.is_root() || e.marker.is_none() {
+        if !p.is_root() || pos.is_none() {
             s.push_str(&format!("    at {p}\n"));
         }
     }
-    if let (Some(m), true) = (&e.marker, own_source) {
+    if let (Some(m), true) = (&pos, own_source) {
         if m.line > 0 {
             s.push_str(&source_excerpt(&r.src, index, m.index, m.line, secrets));
         }
@@ -522,8 +523,8 @@ fn entry_json(file: &str, e: &Entry) -> J {
         "code": e.code,
         "message": e.message,
         "path": e.path.as_ref().map(|p| p.to_string()),
-        "line": e.marker.map(|m| m.line),
-        "column": e.marker.map(|m| m.column),
+        "line": e.position().map(|m| m.line),
+        "column": e.position().map(|m| m.column),
         "hint": e.hint,
         "ignition": !e.ember_only,
         "source": e.source,
@@ -590,7 +591,7 @@ fn sarif_doc(results: &[FileResult]) -> J {
                 text = format!("{text}. Hint: {h}");
             }
             let mut phys = json!({"artifactLocation": {"uri": r.name}});
-            if let (Some(m), None) = (&e.marker, &e.source) {
+            if let (Some(m), None) = (&e.position(), &e.source) {
                 let (line, col) = if m.line == 0 {
                     // End of input: point at the end of the last line.
                     let l = lines.len().max(1);

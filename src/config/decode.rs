@@ -35,6 +35,8 @@ pub struct TypeError {
     pub field_path: String,
     /// Go's offset: one past a literal, or one past an opening bracket.
     pub offset: usize,
+    /// Where the mistyped value starts.
+    pub value_start: usize,
 }
 
 impl fmt::Display for TypeError {
@@ -121,6 +123,7 @@ impl Decoder<'_, '_> {
             top_go_type: "types.Config",
             field_path: self.path.join("."),
             offset: literal_offset(node),
+            value_start: node.start as usize,
         }
     }
 
@@ -449,6 +452,7 @@ pub fn decode_version_stub(doc: &Doc) -> Result<String, TypeError> {
         top_go_type: "util.versionStub",
         field_path: field_path.to_string(),
         offset: literal_offset(node),
+        value_start: node.start as usize,
     };
     let mut version = String::new();
     match &tree.kind {

@@ -101,9 +101,12 @@ pub fn parse(raw: &[u8]) -> Parsed {
     let doc = match json::parse_doc(raw) {
         Ok(t) => t,
         Err(e) => {
+            // Go's offset is one past the offending byte.
+            let at = e.offset.saturating_sub(1).min(raw.len().saturating_sub(1));
             report.push(
                 document_error(e.msg.clone(), e.offset, "json-syntax")
-                    .with_hint(syntax_hint(&e.msg)),
+                    .with_hint(syntax_hint(&e.msg, raw, at))
+                    .ember_at(at),
             );
             report.correlate(None, raw);
             return Parsed::failed(report, ParseError::Invalid);
@@ -114,7 +117,8 @@ pub fn parse(raw: &[u8]) -> Parsed {
         Err(e) => {
             report.push(
                 document_error(e.to_string(), e.offset, "json-type")
-                    .with_hint("\"ignition\" must be an object and \"ignition.version\" a string"),
+                    .with_hint("\"ignition\" must be an object and \"ignition.version\" a string")
+                    .ember_at(e.value_start),
             );
             report.correlate(None, raw);
             return Parsed::failed(report, ParseError::Invalid);
@@ -160,6 +164,7 @@ pub fn parse(raw: &[u8]) -> Parsed {
             .with_hint("use \"3.6.0\" unless you need an experimental feature"),
         );
     }
+    report.extend(validate::mode_checks(&cfg));
     translate(&mut cfg, spec, &mut report);
     report.extend(validate::whole_config_checks(&cfg));
     report.correlate(Some(&doc), raw);
@@ -288,7 +293,20 @@ fn note_entry(n: Note) -> Entry {
     }
 }
 
-fn syntax_hint(msg: &str) -> String {
+fn syntax_hint(msg: &str, raw: &[u8], at: usize) -> String {
+    // A number with a leading zero, like an octal file mode.
+    let before = &raw[..at.min(raw.len())];
+    let digits_before = before
+        .iter()
+        .rev()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    if digits_before > 0
+        && before[before.len() - digits_before] == b'0'
+        && raw.get(at).is_some_and(u8::is_ascii_digit)
+    {
+        return "JSON numbers cannot start with 0: write file modes in decimal (0644 is 420, 0755 is 493)".into();
+    }
     if msg.contains("unexpected end") {
         "the JSON stops early: check for a missing '}' or ']' or a truncated file".into()
     } else if msg.contains("looking for beginning of object key string") {

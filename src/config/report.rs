@@ -168,6 +168,10 @@ pub struct Entry {
     /// Which config this is about when configs are merged (a file name or URL); `None` for the
     /// config being validated.
     pub source: Option<String>,
+    /// Where Ember's own formats point when that differs from Ignition's marker: the offending
+    /// byte of a syntax error (Go points one past it), the start of a mistyped value (Go points
+    /// at its end).
+    pub ember_marker: Option<Marker>,
 }
 
 impl Entry {
@@ -186,6 +190,7 @@ impl Entry {
             hint: None,
             ember_only: false,
             source: None,
+            ember_marker: None,
         }
     }
 
@@ -214,6 +219,21 @@ impl Entry {
             column: 0,
         });
         self
+    }
+
+    /// Sets the position Ember's own formats use.
+    pub fn ember_at(mut self, index: usize) -> Self {
+        self.ember_marker = Some(Marker {
+            index,
+            line: 0,
+            column: 0,
+        });
+        self
+    }
+
+    /// The position for Ember's formats.
+    pub fn position(&self) -> Option<Marker> {
+        self.ember_marker.or(self.marker)
     }
 
     /// The entry as Ignition prints it.
@@ -285,7 +305,7 @@ impl Report {
                     });
                 }
             }
-            if let Some(m) = &mut e.marker {
+            for m in [&mut e.marker, &mut e.ember_marker].into_iter().flatten() {
                 let (l, c) = index.line_col(m.index);
                 m.line = l;
                 m.column = c;

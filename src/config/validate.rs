@@ -1493,6 +1493,38 @@ pub fn whole_config_checks(cfg: &Config) -> Report {
     report
 }
 
+/// Ember's checks of the modes as written (before translation masks special bits): a mode
+/// such as 644 is almost always an octal 0644 written without conversion.
+pub fn mode_checks(cfg: &Config) -> Report {
+    let mut report = Report::default();
+    let st = JsonPath::root().key("storage");
+    let octal_look = |list: &str, i: usize, mode: Option<i64>, report: &mut Report| {
+        const LOOKS_OCTAL: &[i64] = &[
+            400, 440, 444, 500, 550, 555, 600, 640, 644, 660, 664, 666, 700, 750, 755, 770, 775,
+            777, 1777, 2755, 4755,
+        ];
+        if let Some(m) = mode.filter(|m| LOOKS_OCTAL.contains(m)) {
+            let meant = i64::from_str_radix(&m.to_string(), 8).unwrap_or(m);
+            report.push(
+                Entry::warning(
+                    st.key(list).index(i).key("mode"),
+                    "mode-looks-octal",
+                    format!("mode {m} is {m:#o} in octal; modes are decimal numbers"),
+                )
+                .with_hint(format!("if you meant 0{m}, write {meant}"))
+                .ember(),
+            );
+        }
+    };
+    for (i, f) in cfg.storage.files.iter().enumerate() {
+        octal_look("files", i, f.mode, &mut report);
+    }
+    for (i, d) in cfg.storage.directories.iter().enumerate() {
+        octal_look("directories", i, d.mode, &mut report);
+    }
+    report
+}
+
 /// A warning entry for things Ember points out.
 pub fn ember_warning(path: JsonPath, code: &'static str, msg: impl Into<String>) -> Entry {
     Entry::new(Severity::Warning, path, code, msg).ember()
