@@ -1,1 +1,2 @@
 //! Config
+pub mod dataurl;
