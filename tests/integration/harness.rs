@@ -59,3 +59,180 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// A tiny HTTP/1.1 test server on 127.0.0.1: one request per connection, one thread per
+// connection, every request recorded. The handler writes whatever response it wants (or none).
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// A request as the test server received it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRequest {
+    pub method: String,
+    /// The request target as sent (origin form `/x?y` or absolute form `http://h/x`).
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl HttpRequest {
+    /// First header with this name, any case.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The path part of the target.
+    pub fn path(&self) -> &str {
+        self.target.split('?').next().unwrap_or("")
+    }
+}
+
+/// A connection the handler writes its response to.
+pub trait Conn: Read + Write + Send {}
+impl<T: Read + Write + Send> Conn for T {}
+
+/// Reads one request head (and a `Content-Length` body). `Ok(None)` on a closed connection.
+pub fn read_request(r: &mut dyn Read) -> io::Result<Option<HttpRequest>> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if r.read(&mut byte)? == 0 {
+            return Ok(None);
+        }
+        head.push(byte[0]);
+        if head.len() > 64 * 1024 {
+            return Err(io::Error::other("request head too large"));
+        }
+    }
+    let text = String::from_utf8_lossy(&head);
+    let mut lines = text.split("\r\n");
+    let first = lines.next().unwrap_or_default();
+    let mut parts = first.split(' ');
+    let method = parts.next().unwrap_or_default().to_string();
+    let target = parts.next().unwrap_or_default().to_string();
+    let headers: Vec<(String, String)> = lines
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        .collect();
+    let len: usize = headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    r.read_exact(&mut body)?;
+    Ok(Some(HttpRequest {
+        method,
+        target,
+        headers,
+        body,
+    }))
+}
+
+/// Writes a complete response with a `Content-Length`.
+pub fn respond(w: &mut dyn Write, status: u16, headers: &[(&str, &str)], body: &[u8]) {
+    let mut head = format!("HTTP/1.1 {status} X\r\nContent-Length: {}\r\n", body.len());
+    for (n, v) in headers {
+        head.push_str(&format!("{n}: {v}\r\n"));
+    }
+    head.push_str("Connection: close\r\n\r\n");
+    let _ = w.write_all(head.as_bytes());
+    let _ = w.write_all(body);
+    let _ = w.flush();
+}
+
+type Handler = dyn Fn(&HttpRequest, &mut dyn Conn) + Send + Sync;
+type Wrap = dyn Fn(TcpStream) -> Option<Box<dyn Conn>> + Send + Sync;
+
+/// The server; it stops accepting when dropped.
+pub struct HttpServer {
+    pub addr: SocketAddr,
+    requests: Arc<Mutex<Vec<HttpRequest>>>,
+    connections: Arc<Mutex<usize>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl HttpServer {
+    /// A plain HTTP server.
+    pub fn start(handler: impl Fn(&HttpRequest, &mut dyn Conn) + Send + Sync + 'static) -> Self {
+        Self::start_with(|s| Some(Box::new(s)), handler)
+    }
+
+    /// A server whose connections first go through `wrap` (a TLS handshake, say; `None` drops
+    /// the connection).
+    pub fn start_with(
+        wrap: impl Fn(TcpStream) -> Option<Box<dyn Conn>> + Send + Sync + 'static,
+        handler: impl Fn(&HttpRequest, &mut dyn Conn) + Send + Sync + 'static,
+    ) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("binding a test server");
+        let addr = listener.local_addr().expect("test server address");
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(Mutex::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let wrap: Arc<Wrap> = Arc::new(wrap);
+        {
+            let (requests, connections, stop) =
+                (requests.clone(), connections.clone(), stop.clone());
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    *connections.lock().unwrap() += 1;
+                    let (handler, wrap, requests) =
+                        (handler.clone(), wrap.clone(), requests.clone());
+                    std::thread::spawn(move || {
+                        let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(30)));
+                        let Some(mut conn) = wrap(stream) else { return };
+                        if let Ok(Some(req)) = read_request(&mut conn) {
+                            requests.lock().unwrap().push(req.clone());
+                            handler(&req, &mut *conn);
+                        }
+                    });
+                }
+            });
+        }
+        HttpServer {
+            addr,
+            requests,
+            connections,
+            stop,
+        }
+    }
+
+    /// `http://127.0.0.1:<port><path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Requests received so far.
+    pub fn requests(&self) -> Vec<HttpRequest> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// Connections accepted so far (including those that never sent a request).
+    pub fn connections(&self) -> usize {
+        *self.connections.lock().unwrap()
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+    }
+}
