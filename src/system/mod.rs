@@ -1,1 +1,2 @@
 //! system (see docs/architecture.md).
+pub mod rootfs;

@@ -1,2 +1,3 @@
 //! Ember's integration tests: one binary, one module per area.
 mod harness;
+mod rootfs;
