@@ -206,6 +206,48 @@ pub struct MkdirAll {
     pub created: Vec<PathBuf>,
 }
 
+/// Which owner a tree copy or [`Root::chown_tree`] gives each entry, as shadow-utils does:
+/// the uid becomes `new_uid` when it was `old_uid` (or `old_uid` is `None`); a `None`
+/// `new_uid` keeps the uid (a copy keeps the source's). Same for groups.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ownership {
+    pub old_uid: Option<u32>,
+    pub new_uid: Option<u32>,
+    pub old_gid: Option<u32>,
+    pub new_gid: Option<u32>,
+}
+
+impl Ownership {
+    /// Everything becomes `uid:gid`.
+    pub fn all(uid: u32, gid: u32) -> Ownership {
+        Ownership {
+            old_uid: None,
+            new_uid: Some(uid),
+            old_gid: None,
+            new_gid: Some(gid),
+        }
+    }
+
+    /// The (uid, gid) to set on an entry currently owned by `uid:gid`; `None` means unchanged.
+    fn pick(&self, uid: u32, gid: u32) -> (Option<u32>, Option<u32>) {
+        let u = match self.old_uid {
+            Some(old) if old != uid => None,
+            _ => self.new_uid,
+        };
+        let g = match self.old_gid {
+            Some(old) if old != gid => None,
+            _ => self.new_gid,
+        };
+        (u, g)
+    }
+
+    /// Like `pick`, with unchanged ids filled in from the entry.
+    fn resolve(&self, uid: u32, gid: u32) -> (u32, u32) {
+        let (u, g) = self.pick(uid, gid);
+        (u.unwrap_or(uid), g.unwrap_or(gid))
+    }
+}
+
 /// A target root directory. All paths given to its methods are inside it.
 #[derive(Debug)]
 pub struct Root {
@@ -986,19 +1028,63 @@ impl Root {
     /// Copies the contents of directory `src` into the existing directory `dst` (like
     /// shadow-utils' `copy_tree` for /etc/skel): directories, regular files, symlinks, hard links
     /// (kept as links within the copy) and device/FIFO nodes; permission bits and timestamps
-    /// are preserved and everything is owned by `uid:gid`. A symlink whose target starts with
+    /// are preserved and owners are mapped with `owners`. A symlink whose target starts with
     /// the string `src` gets that prefix replaced by `dst`. Existing entries in `dst` are
     /// errors, as with shadow-utils.
     pub fn copy_tree(
         &self,
         src: impl AsRef<Path>,
         dst: impl AsRef<Path>,
-        uid: u32,
-        gid: u32,
+        owners: Ownership,
     ) -> Result<()> {
+        self.copy_impl(src.as_ref(), dst.as_ref(), owners, false)
+    }
+
+    /// Copies the directory `src` to `dst`, which must not exist: `dst` is created with the
+    /// mode, times and (mapped) owner of `src`, then filled like [`Root::copy_tree`].
+    pub fn copy_dir(
+        &self,
+        src: impl AsRef<Path>,
+        dst: impl AsRef<Path>,
+        owners: Ownership,
+    ) -> Result<()> {
+        self.copy_impl(src.as_ref(), dst.as_ref(), owners, true)
+    }
+
+    fn copy_impl(&self, src: &Path, dst: &Path, owners: Ownership, copy_root: bool) -> Result<()> {
         const OP: &str = "copying";
-        let s = InRoot::new(src.as_ref());
-        let d = InRoot::new(dst.as_ref());
+        let s = InRoot::new(src);
+        let d = InRoot::new(dst);
+        // Symlink targets are rewritten with the paths exactly as given, as shadow-utils does
+        // (a home of "/home/x/" turns "/etc/skel/.bashrc" into "/home/x//.bashrc").
+        let mut ctx = CopyCtx {
+            src_prefix: src.as_os_str().as_bytes().to_vec(),
+            dst_prefix: dst.as_os_str().as_bytes().to_vec(),
+            owners,
+            links: Vec::new(),
+        };
+        if copy_root {
+            let (sparent, sname) = self.split(OP, &s)?;
+            let (dparent, dname) = self.split(OP, &d)?;
+            let st = rustix::fs::statat(&sparent, &sname, AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|e| self.err(OP, &s, to_io(e)))?;
+            if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
+                return Err(self.refused(OP, &s, "it is not a directory"));
+            }
+            // copy_entry creates the directory and recurses into it.
+            return copy_entry(
+                &mut ctx,
+                sparent.as_fd(),
+                &sname,
+                dparent.as_fd(),
+                &dname,
+                Path::new(""),
+            )
+            .map_err(|(rel, e)| {
+                let shown = InRoot::new(&Path::new(&s.shown).join(rel));
+                self.err(OP, &shown, e)
+            });
+        }
         let sfd = self
             .open_rel(
                 &s.prefix(s.comps.len()),
@@ -1013,30 +1099,15 @@ impl Root {
                 Mode::empty(),
             )
             .map_err(|e| self.err(OP, &d, e))?;
-        let mut ctx = CopyCtx {
-            src_prefix: s.shown.as_bytes().to_vec(),
-            dst_prefix: d.shown.as_bytes().to_vec(),
-            uid,
-            gid,
-            links: Vec::new(),
-        };
         copy_dir_contents(&mut ctx, sfd.as_fd(), dfd.as_fd(), Path::new("")).map_err(|(rel, e)| {
             let shown = InRoot::new(&Path::new(&s.shown).join(rel));
             self.err(OP, &shown, e)
         })
     }
 
-    /// Changes ownership below and of the directory `path`, like shadow-utils' `chown_tree`:
-    /// an entry's owner becomes `new_uid` when it was `old_uid` (or `old_uid` is `None`), same
-    /// for groups; `None` as new value leaves it alone. Symlinks are not followed.
-    pub fn chown_tree(
-        &self,
-        path: impl AsRef<Path>,
-        old_uid: Option<u32>,
-        new_uid: Option<u32>,
-        old_gid: Option<u32>,
-        new_gid: Option<u32>,
-    ) -> Result<()> {
+    /// Changes ownership below and of the directory `path`, like shadow-utils' `chown_tree`,
+    /// mapping owners with `owners`. Symlinks are not followed.
+    pub fn chown_tree(&self, path: impl AsRef<Path>, owners: Ownership) -> Result<()> {
         const OP: &str = "changing the owner of";
         let p = InRoot::new(path.as_ref());
         let fd = self
@@ -1046,13 +1117,31 @@ impl Root {
                 Mode::empty(),
             )
             .map_err(|e| self.err(OP, &p, e))?;
-        let ids = ChownIds {
-            old_uid,
-            new_uid,
-            old_gid,
-            new_gid,
+        chown_tree_fd(fd.as_fd(), &owners).map_err(|e| self.err(OP, &p, e))
+    }
+
+    /// Sets access and modification times of the path itself (seconds, nanoseconds).
+    pub fn set_times(
+        &self,
+        path: impl AsRef<Path>,
+        atime: (i64, i64),
+        mtime: (i64, i64),
+    ) -> Result<()> {
+        const OP: &str = "setting the times of";
+        let p = InRoot::new(path.as_ref());
+        let (parent, name) = self.split(OP, &p)?;
+        let ts = Timestamps {
+            last_access: Timespec {
+                tv_sec: atime.0,
+                tv_nsec: atime.1,
+            },
+            last_modification: Timespec {
+                tv_sec: mtime.0,
+                tv_nsec: mtime.1,
+            },
         };
-        chown_tree_fd(fd.as_fd(), &ids).map_err(|e| self.err(OP, &p, e))
+        rustix::fs::utimensat(&parent, &name, &ts, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| self.err(OP, &p, to_io(e)))
     }
 
     /// Lists a directory (not following a final symlink): names and `lstat` of each entry.
@@ -1199,28 +1288,7 @@ fn chmod_at(
     }
 }
 
-struct ChownIds {
-    old_uid: Option<u32>,
-    new_uid: Option<u32>,
-    old_gid: Option<u32>,
-    new_gid: Option<u32>,
-}
-
-impl ChownIds {
-    fn pick(&self, uid: u32, gid: u32) -> (Option<u32>, Option<u32>) {
-        let u = match self.old_uid {
-            Some(old) if old != uid => None,
-            _ => self.new_uid,
-        };
-        let g = match self.old_gid {
-            Some(old) if old != gid => None,
-            _ => self.new_gid,
-        };
-        (u, g)
-    }
-}
-
-fn chown_tree_fd(dir: BorrowedFd<'_>, ids: &ChownIds) -> io::Result<()> {
+fn chown_tree_fd(dir: BorrowedFd<'_>, ids: &Ownership) -> io::Result<()> {
     for name in list_dir(dir)? {
         let st = rustix::fs::statat(dir, &name, AtFlags::SYMLINK_NOFOLLOW).map_err(to_io)?;
         if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
@@ -1256,8 +1324,7 @@ fn chown_tree_fd(dir: BorrowedFd<'_>, ids: &ChownIds) -> io::Result<()> {
 struct CopyCtx {
     src_prefix: Vec<u8>,
     dst_prefix: Vec<u8>,
-    uid: u32,
-    gid: u32,
+    owners: Ownership,
     /// (dev, ino) of multiply-linked source files already copied, with the destination's
     /// directory fd and name so later names can be hard links to it.
     links: Vec<(u64, u64, OwnedFd, OsString)>,
@@ -1274,7 +1341,7 @@ fn copy_dir_contents(
     let names = list_dir(src).map_err(|e| (rel.to_path_buf(), e))?;
     for name in names {
         let here = rel.join(&name);
-        copy_entry(ctx, src, dst, &name, &here)?;
+        copy_entry(ctx, src, &name, dst, &name, &here)?;
     }
     Ok(())
 }
@@ -1282,13 +1349,14 @@ fn copy_dir_contents(
 fn copy_entry(
     ctx: &mut CopyCtx,
     src: BorrowedFd<'_>,
+    sname: &OsStr,
     dst: BorrowedFd<'_>,
     name: &OsStr,
     rel: &Path,
 ) -> CopyResult {
     let fail = |e: io::Error| (rel.to_path_buf(), e);
     let failx = |e: rustix::io::Errno| (rel.to_path_buf(), to_io(e));
-    let st = match rustix::fs::statat(src, name, AtFlags::SYMLINK_NOFOLLOW) {
+    let st = match rustix::fs::statat(src, sname, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) => st,
         // Vanished while copying: shadow-utils does not care either.
         Err(rustix::io::Errno::NOENT) => return Ok(()),
@@ -1305,7 +1373,8 @@ fn copy_entry(
         },
     };
     let perm = st.st_mode & 0o7777;
-    let owner = (uid_arg(Some(ctx.uid)), gid_arg(Some(ctx.gid)));
+    let (uid, gid) = ctx.owners.resolve(st.st_uid, st.st_gid);
+    let owner = (uid_arg(Some(uid)), gid_arg(Some(gid)));
     match FileType::from_raw_mode(st.st_mode) {
         FileType::Directory => {
             rustix::fs::mkdirat(dst, name, Mode::from_raw_mode(0o700)).map_err(failx)?;
@@ -1313,7 +1382,7 @@ fn copy_entry(
                 .map_err(failx)?;
             let sfd = rustix::fs::openat(
                 src,
-                name,
+                sname,
                 OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::empty(),
             )
@@ -1330,7 +1399,7 @@ fn copy_entry(
             rustix::fs::utimensat(dst, name, &times, AtFlags::SYMLINK_NOFOLLOW).map_err(failx)?;
         }
         FileType::Symlink => {
-            let target = rustix::fs::readlinkat(src, name, Vec::new()).map_err(failx)?;
+            let target = rustix::fs::readlinkat(src, sname, Vec::new()).map_err(failx)?;
             let mut target = target.into_bytes();
             if target.starts_with(&ctx.src_prefix) {
                 let mut t = ctx.dst_prefix.clone();
@@ -1355,7 +1424,7 @@ fn copy_entry(
             }
             let sfd = rustix::fs::openat(
                 src,
-                name,
+                sname,
                 OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::empty(),
             )

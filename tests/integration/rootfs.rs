@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use ember::system::rootfs::{Error, Root};
+use ember::system::rootfs::{Error, Ownership, Root};
 use rustix::fs::inotify;
 
 fn require_root() {
@@ -243,9 +243,14 @@ fn hostile_tree_never_escapes_the_root() {
     }
     assert!(!r.join("nonexistent").exists());
     assert!(root
-        .chown_tree("/canary", None, Some(4321), None, Some(4321))
+        .chown_tree("/canary", Ownership::all(4321, 4321))
         .is_err());
-    assert!(root.copy_tree("/canary", "/real", 0, 0).is_err());
+    assert!(root
+        .copy_tree("/canary", "/real", Ownership::all(0, 0))
+        .is_err());
+    assert!(root
+        .copy_dir("/canary-rel", "/copied", Ownership::all(0, 0))
+        .is_err());
     assert!(root.read_dir("/canary").is_err());
     assert!(root.append("/canary/secret", &b"evil"[..]).is_err());
     assert!(root
