@@ -1,2 +1,3 @@
 //! system (see docs/architecture.md).
+pub mod passwd;
 pub mod rootfs;
