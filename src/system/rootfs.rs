@@ -971,58 +971,81 @@ impl Root {
         Ok(())
     }
 
-    /// The real in-root path that `path` names: every directory component is resolved (symlinks
-    /// followed inside the root), the last component is kept as it is. Two paths name the same
-    /// place exactly when their resolved paths are equal. The parent directory must exist.
+    /// The real in-root path that `path` names: every directory component is resolved
+    /// (symlinks followed inside the root, to any depth, exactly as the other operations
+    /// resolve them), the last component is kept as it is. Components that do not exist yet
+    /// are kept literally, so paths that are about to be created can be compared too: two
+    /// paths name the same place exactly when their resolved paths are equal.
+    ///
+    /// Fails on a symlink loop or when a component is a file.
     pub fn resolve(&self, path: impl AsRef<Path>) -> Result<PathBuf> {
         const OP: &str = "resolving";
         let p = InRoot::new(path.as_ref());
         let Some(name) = p.name() else {
             return Ok(PathBuf::from("/"));
         };
-        let parent = self.parent_fd(&p).map_err(|e| self.err(OP, &p, e))?;
-        let mut real = self.dir_path(parent).map_err(|e| match e {
-            DirPathError::Outside => self.refused(OP, &p, "it resolves outside the root"),
-            DirPathError::Io(e) => self.err(OP, &p, e),
-        })?;
-        real.push(name);
-        Ok(real)
-    }
-
-    /// Walks up from a directory to the root with "..", naming each step, to find the
-    /// directory's real path inside the root without relying on /proc.
-    fn dir_path(&self, start: OwnedFd) -> std::result::Result<PathBuf, DirPathError> {
-        let root_st = rustix::fs::fstat(&self.fd).map_err(to_io)?;
-        let mut cur = start;
-        let mut names: Vec<OsString> = Vec::new();
-        for _ in 0..4096 {
-            let st = rustix::fs::fstat(&cur).map_err(to_io)?;
-            if st.st_dev == root_st.st_dev && st.st_ino == root_st.st_ino {
-                let mut out = PathBuf::from("/");
-                for n in names.iter().rev() {
-                    out.push(n);
+        let mut todo: std::collections::VecDeque<OsString> =
+            p.comps[..p.comps.len() - 1].iter().cloned().collect();
+        // `base` only ever holds real directory names, so it resolves without any symlink.
+        let mut base: Vec<OsString> = Vec::new();
+        let mut links = 0;
+        let mut missing = false;
+        while let Some(c) = todo.pop_front() {
+            if c.is_empty() || c == "." {
+                continue;
+            }
+            if c == ".." {
+                base.pop();
+                continue;
+            }
+            if missing {
+                base.push(c);
+                continue;
+            }
+            let mut rel = PathBuf::from(".");
+            for b in &base {
+                rel.push(b);
+            }
+            let dir = self
+                .open_rel(&rel, OFlags::PATH | OFlags::DIRECTORY, Mode::empty())
+                .map_err(|e| self.err(OP, &p, e))?;
+            match rustix::fs::statat(&dir, &c, AtFlags::SYMLINK_NOFOLLOW) {
+                Err(rustix::io::Errno::NOENT) => {
+                    missing = true;
+                    base.push(c);
                 }
-                return Ok(out);
+                Err(e) => return Err(self.err(OP, &p, to_io(e))),
+                Ok(st) => match FileType::from_raw_mode(st.st_mode) {
+                    FileType::Directory => base.push(c),
+                    FileType::Symlink => {
+                        links += 1;
+                        if links > 40 {
+                            return Err(self.err(OP, &p, io::Error::from(rustix::io::Errno::LOOP)));
+                        }
+                        let target = rustix::fs::readlinkat(&dir, &c, Vec::new())
+                            .map_err(|e| self.err(OP, &p, to_io(e)))?;
+                        let target = PathBuf::from(OsStr::from_bytes(target.as_bytes()));
+                        if target.is_absolute() {
+                            base.clear();
+                        }
+                        for tc in target.components().rev() {
+                            match tc {
+                                Component::Normal(n) => todo.push_front(n.to_os_string()),
+                                Component::ParentDir => todo.push_front(OsString::from("..")),
+                                Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+                            }
+                        }
+                    }
+                    _ => return Err(self.err(OP, &p, io::Error::from(rustix::io::Errno::NOTDIR))),
+                },
             }
-            let parent = rustix::fs::openat(
-                &cur,
-                "..",
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(to_io)?;
-            let pst = rustix::fs::fstat(&parent).map_err(to_io)?;
-            if pst.st_dev == st.st_dev && pst.st_ino == st.st_ino {
-                // Reached the filesystem root without meeting our root.
-                return Err(DirPathError::Outside);
-            }
-            let name = find_entry(&parent, st.st_dev, st.st_ino)?;
-            names.push(name);
-            cur = parent;
         }
-        Err(DirPathError::Io(io::Error::from_raw_os_error(
-            rustix::io::Errno::LOOP.raw_os_error(),
-        )))
+        let mut out = PathBuf::from("/");
+        for b in &base {
+            out.push(b);
+        }
+        out.push(name);
+        Ok(out)
     }
 
     /// Copies the contents of directory `src` into the existing directory `dst` (like
@@ -1164,40 +1187,6 @@ impl Root {
         }
         Ok(out)
     }
-}
-
-enum DirPathError {
-    Outside,
-    Io(io::Error),
-}
-
-impl From<io::Error> for DirPathError {
-    fn from(e: io::Error) -> Self {
-        DirPathError::Io(e)
-    }
-}
-
-/// Finds the name under which (dev, ino) appears in the directory `dir`.
-fn find_entry(dir: &OwnedFd, dev: u64, ino: u64) -> io::Result<OsString> {
-    let names = list_dir_with_ino(dir.as_fd())?;
-    // Fast path: d_ino matches (not true for mount points, whose d_ino is the covered inode).
-    for (name, d_ino) in &names {
-        if *d_ino == ino {
-            if let Ok(st) = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-                if st.st_dev == dev && st.st_ino == ino {
-                    return Ok(name.clone());
-                }
-            }
-        }
-    }
-    for (name, _) in &names {
-        if let Ok(st) = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
-            if st.st_dev == dev && st.st_ino == ino {
-                return Ok(name.clone());
-            }
-        }
-    }
-    Err(io::Error::from(io::ErrorKind::NotFound))
 }
 
 fn list_dir_with_ino(dir: BorrowedFd<'_>) -> io::Result<Vec<(OsString, u64)>> {
