@@ -4,19 +4,20 @@
 //! `groupdel`, all with `--root`) for the `passwd` section of a config. The initramfs Ember
 //! runs in has no shadow-utils, so this module edits the target's `/etc/passwd`,
 //! `/etc/shadow`, `/etc/group`, `/etc/gshadow`, `/etc/subuid` and `/etc/subgid` itself, with
-//! the results those commands give with the exact arguments Ignition passes (see
-//! `docs`/the reference inventory §2.5). Semantics follow shadow-utils 4.13 as built for
-//! Debian 12: id allocation and defaults from the target's `/etc/login.defs` and
-//! `/etc/default/useradd`, user private groups, shadow fields, /etc/skel, home moves,
-//! lastlog/faillog records, subordinate ids, and the same locks (`/etc/.pwd.lock` with an
-//! fcntl lock, `<file>.lock` link locks), all inside the target root.
+//! the results those commands give for the exact arguments Ignition passes. Semantics follow
+//! shadow-utils 4.13 as built for Debian 12: id allocation and defaults from the target's
+//! `/etc/login.defs` and `/etc/default/useradd`, user private groups, shadow ageing fields,
+//! /etc/skel, home moves, lastlog/faillog records, subordinate ids, and the same locks
+//! (`/etc/.pwd.lock` with an fcntl lock, `<file>.lock` link locks), all inside the target.
 //!
-//! Each call to [`apply_groups`] or [`apply_users`] is one transaction: every spec is checked
-//! and applied in memory first, in order, so a bad name, a taken uid or a missing group fails
-//! the call before any file is touched. Then each changed file is replaced atomically
-//! (keeping its owner and its mode as shadow-utils does: `mode & 0664`), after saving the
-//! previous contents as `<file>-` like shadow-utils, and finally home directories, mail
-//! spools and log records are updated.
+//! Each call to [`apply_groups`] or [`apply_users`] is one transaction for the account files:
+//! every spec is checked and applied in memory first, in order, so a bad name, a taken uid or
+//! a missing group fails the call before any file is touched. Then each changed file is
+//! replaced atomically (keeping its owner and shadow-utils' `mode & 0664`), after saving the
+//! previous contents as `<file>-` like shadow-utils. Last come home directories, mail spools
+//! and log records; the checks shadow-utils makes there (the new home must not exist, userdel
+//! only removes what the user owns) are made before writing too, but an I/O failure at that
+//! point is reported with the account files already updated, as with shadow-utils.
 //!
 //! Differences from the real tools, on purpose:
 //! - Names follow upstream shadow-utils rules (see `names`), not Debian's relaxed patch.
@@ -24,8 +25,12 @@
 //!   or shell) are errors; shadow-utils does not check passwords.
 //! - `/etc/passwd` must exist; shadow-utils would create an empty one.
 //! - The `<file>-` backups hold the state before the whole call, not before the last command.
+//! - A home directory that is a symlink is removed as a link by userdel (shadow-utils fails).
 //! - Hooks (`/etc/shadow-maint/*`), nscd/sssd cache flushes, `pam_tally2`, SELinux contexts,
 //!   btrfs subvolume homes and MAX_MEMBERS_PER_GROUP splitting are not done.
+//! - Copying /etc/skel never depends on /proc. (Debian 12's useradd, through glibc 2.36's
+//!   fchmodat(AT_SYMLINK_NOFOLLOW) emulation, silently stops copying at the first directory
+//!   in /etc/skel when /proc is not mounted inside the `--root` tree.)
 //! - `noLogInit` (`--no-log-init`): useradd otherwise zeroes the new uid's records in
 //!   `/var/log/lastlog` and `/var/log/faillog` when those files already reach that far (it
 //!   never grows them); with `no_log_init` Ember leaves both files alone, as useradd does.
