@@ -30,3 +30,5 @@ pub(crate) fn random_bytes(buf: &mut [u8]) {
         }
     }
 }
+pub mod passwd;
+pub mod rootfs;

@@ -2,3 +2,5 @@
 mod blockdev;
 mod fetch;
 mod harness;
+mod passwd;
+mod rootfs;
