@@ -1,1 +1,231 @@
-//! stages (see docs/architecture.md).
+//! The stages: the only code that changes a machine (through `system::`).
+//!
+//! Ignition's stages run one per invocation, in this order at boot:
+//! `fetch-offline` → `fetch` → `kargs` → `disks` → `mount` → `files`, and `umount` before the
+//! switch to the new root. [`engine`] acquires and caches the config and runs one stage;
+//! each stage module exposes `run(&mut Context) -> Result<(), Failure>`.
+//!
+//! Every stage plans before it writes and logs one numbered started/finished/failed line per
+//! operation ([`oplog`]). A failure names the operation, the JSON path of the config entry it
+//! came from, the root cause and a hint ([`Failure`]); it never carries config contents.
+
+pub mod oplog;
+pub mod state;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use crate::config::model::Resource as ConfigResource;
+use crate::config::{Config, JsonPath};
+use crate::fetch;
+
+pub use oplog::OpLog;
+pub use state::State;
+
+/// A stage of Ignition's sequence.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Stage {
+    FetchOffline,
+    Fetch,
+    Kargs,
+    Disks,
+    Mount,
+    Files,
+    Umount,
+}
+
+impl Stage {
+    /// In boot order.
+    pub const ALL: [Stage; 7] = [
+        Stage::FetchOffline,
+        Stage::Fetch,
+        Stage::Kargs,
+        Stage::Disks,
+        Stage::Mount,
+        Stage::Files,
+        Stage::Umount,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::FetchOffline => "fetch-offline",
+            Stage::Fetch => "fetch",
+            Stage::Kargs => "kargs",
+            Stage::Disks => "disks",
+            Stage::Mount => "mount",
+            Stage::Files => "files",
+            Stage::Umount => "umount",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Stage> {
+        Stage::ALL.iter().copied().find(|st| st.name() == s)
+    }
+
+    /// The fetch stages acquire the config; the others read the cache.
+    pub fn acquires_config(self) -> bool {
+        matches!(self, Stage::FetchOffline | Stage::Fetch)
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How the stages are being run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// At boot, on the machine being provisioned (the `ignition` personality, `ember stage`,
+    /// `ember run`).
+    Boot,
+    /// On a directory tree for an image build (`ember apply`, `ignition-apply`): disks, mounts,
+    /// kernel arguments (and, like `ignition-apply`, users and groups) are refused unless
+    /// `ignore_unsupported`; no crypttab, no result file.
+    Apply { ignore_unsupported: bool },
+}
+
+/// Settings that come from the command line and environment, not from the config.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub platform: String,
+    pub mode: Mode,
+    /// `IGNITION_WRITE_AUTHORIZED_KEYS_FRAGMENT`: write `~/.ssh/authorized_keys.d/ignition`
+    /// (true, the default) or `~/.ssh/authorized_keys`.
+    pub write_authorized_keys_fragment: bool,
+    /// The distribution's kernel-argument helper (Ignition's `ignition-kargs-helper`).
+    pub kargs_helper: PathBuf,
+    /// Where the result file goes inside the root (`/etc/.ignition-result.json`); `None`
+    /// disables it.
+    pub result_file: Option<PathBuf>,
+    /// `/proc/sys/kernel/random/boot_id`.
+    pub boot_id_path: PathBuf,
+    /// Where device nodes are (`/dev`); tests point this elsewhere.
+    pub dev_dir: PathBuf,
+}
+
+impl Settings {
+    pub fn new(platform: impl Into<String>, mode: Mode) -> Self {
+        Settings {
+            platform: platform.into(),
+            mode,
+            write_authorized_keys_fragment: true,
+            kargs_helper: PathBuf::from("/usr/sbin/ignition-kargs-helper"),
+            result_file: Some(PathBuf::from("/etc/.ignition-result.json")),
+            boot_id_path: PathBuf::from("/proc/sys/kernel/random/boot_id"),
+            dev_dir: PathBuf::from("/dev"),
+        }
+    }
+}
+
+/// Everything a stage works with.
+pub struct Context<'a> {
+    pub stage: Stage,
+    /// The target root (`/sysroot` at boot).
+    pub root: &'a Path,
+    /// The rendered and merged config, in the internal model.
+    pub config: &'a Config,
+    /// State carried between stage invocations.
+    pub state: &'a mut State,
+    /// Fetches file contents, appends and key files, configured from the config's timeouts,
+    /// proxies and CA bundles.
+    pub fetcher: &'a fetch::Fetcher,
+    pub ops: &'a OpLog,
+    pub settings: &'a Settings,
+}
+
+/// Why a stage failed: the operation, where in the config, the root cause and a hint.
+#[derive(Debug)]
+pub struct Failure {
+    /// What Ember was doing, e.g. `writing file "/etc/hostname"`.
+    pub operation: String,
+    /// The config entry the operation came from, e.g. `$.storage.files.3`.
+    pub path: Option<JsonPath>,
+    /// How to fix it, where Ember knows.
+    pub hint: Option<String>,
+    pub source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl Failure {
+    pub fn new(operation: impl Into<String>) -> Self {
+        Failure {
+            operation: operation.into(),
+            path: None,
+            hint: None,
+            source: None,
+        }
+    }
+
+    pub fn caused_by(mut self, e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Box::new(e));
+        self
+    }
+
+    pub fn at(mut self, path: JsonPath) -> Self {
+        self.path = Some(path);
+        self
+    }
+
+    pub fn hint(mut self, h: impl Into<String>) -> Self {
+        self.hint = Some(h.into());
+        self
+    }
+
+    /// The innermost cause's message (the root cause first, as the failure report shows it).
+    pub fn root_cause(&self) -> String {
+        let mut cur: Option<&(dyn std::error::Error + 'static)> =
+            self.source.as_deref().map(|e| e as _);
+        let mut last = None;
+        while let Some(e) = cur {
+            last = Some(e.to_string());
+            cur = e.source();
+        }
+        last.unwrap_or_else(|| self.operation.clone())
+    }
+
+    /// The whole chain: operation, then each cause.
+    pub fn chain(&self) -> String {
+        let mut s = self.operation.clone();
+        let mut cur: Option<&(dyn std::error::Error + 'static)> =
+            self.source.as_deref().map(|e| e as _);
+        while let Some(e) = cur {
+            s.push_str(": ");
+            s.push_str(&e.to_string());
+            cur = e.source();
+        }
+        s
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.operation)
+    }
+}
+
+impl std::error::Error for Failure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as _)
+    }
+}
+
+/// Maps a config resource to a fetch request. `None` when the resource has no source.
+///
+/// The hash is the config's `verification.hash` (checked over decompressed bytes); a header
+/// without a value is dropped (in a merged config it only deletes the parent's header).
+pub fn fetch_resource(r: &ConfigResource) -> Option<fetch::Resource> {
+    let source = r.source.clone()?;
+    let mut out = fetch::Resource::new(source);
+    if r.compression.as_deref() == Some("gzip") {
+        out.compression = fetch::Compression::Gzip;
+    }
+    out.headers = r
+        .http_headers
+        .iter()
+        .filter(|h| h.value.is_some())
+        .map(|h| (h.name.clone(), h.value.clone()))
+        .collect();
+    out.hash = r.verification.hash.as_deref().and_then(fetch::Hash::parse);
+    Some(out)
+}
