@@ -9,6 +9,10 @@
 //! operation ([`oplog`]). A failure names the operation, the JSON path of the config entry it
 //! came from, the root cause and a hint ([`Failure`]); it never carries config contents.
 
+pub mod disks;
+pub mod files;
+pub mod kargs;
+pub mod mount;
 pub mod oplog;
 pub mod state;
 

@@ -1,0 +1,9 @@
+//! The files stage (placeholder until its implementation lands).
+
+use super::{Context, Failure};
+
+/// Runs the files stage.
+pub fn run(ctx: &mut Context) -> Result<(), Failure> {
+    let _ = ctx;
+    Ok(())
+}
