@@ -4,6 +4,7 @@
 pub mod cli;
 pub mod config;
 pub mod fetch;
+pub mod logging;
 pub mod providers;
 pub mod stages;
 pub mod system;

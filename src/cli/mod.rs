@@ -2,12 +2,21 @@
 //!
 //! | argv\[0\]            | behaves as                                   |
 //! |----------------------|----------------------------------------------|
+//! | `ignition`           | Ignition's stage runner (`-platform`, `-stage`, ...; [`ignition`]) |
+//! | `ignition-apply`     | Ignition's apply tool (only inside a container) |
+//! | `ignition-rmcfg`     | Ignition's config deletion for the platform  |
 //! | `ignition-validate`  | Ignition's validator (same flags, output, exit codes) |
 //! | anything else        | Ember's own command line (`ember help`)      |
 //!
+//! Only these exact names switch personality: a binary under any other name (`ember`,
+//! `ember-x86_64`, `ignition.bak`) is Ember's own command line, so that a mistyped or
+//! renamed binary shows help instead of running a boot stage.
+//!
 //! Each personality returns an exit code; `main` only exits with it.
 
+pub mod ember_stage;
 pub mod goflag;
+pub mod ignition;
 pub mod ignition_validate;
 pub mod lint;
 
@@ -44,6 +53,9 @@ pub fn main() -> i32 {
     let rest: Vec<OsString> = args.into_iter().skip(1).collect();
     match argv0.as_str() {
         "ignition-validate" => ignition_validate::main(&argv0, &to_strings(&rest)),
+        "ignition" => ignition::main(&argv0, &to_strings(&rest)),
+        "ignition-apply" => ignition::apply_main(&argv0, rest),
+        "ignition-rmcfg" => ignition::rmcfg_main(&argv0, &to_strings(&rest)),
         _ => ember_main(rest),
     }
 }
@@ -60,16 +72,25 @@ ember: early-boot provisioning for Ignition configs (spec 3.0.0-3.6.0)
 Usage:
   ember validate [--format human|json|sarif] [--strict] FILE...|-
   ember schema [VERSION]
+  ember stage NAME --platform P [--root DIR] [--config-cache F] [--state-file F]
+              [--neednet F] [--fetch-timeout D] [--syslog]
+  ember run --platform P [--root DIR] [same options as stage]
+  ember apply --root DIR [--ignore-unsupported] [--offline] CONFIG|-
   ember version
 
 Commands:
   validate   check configs and report every problem with its location
   schema     print the JSON Schema (draft 2020-12) of a spec version (default 3.6.0)
+  stage      run one provisioning stage (fetch-offline, fetch, kargs, disks, mount, files,
+             umount), as `ignition` does at boot
+  run        run every stage in boot order in one process
+  apply      apply a config to a directory tree (image builds, containers)
   version    print Ember's version
 
-Run `ember validate --help` for the linter's options and exit codes.
+Run `ember COMMAND --help` for a command's options and exit codes.
 
-Invoked as `ignition-validate`, Ember behaves as Ignition's validator.
+Invoked as `ignition`, `ignition-apply`, `ignition-rmcfg` or `ignition-validate` (a symlink
+or a copy under that name), Ember behaves as that Ignition command, flag for flag.
 ";
 
 fn ember_main(args: Vec<OsString>) -> i32 {
@@ -82,6 +103,9 @@ fn ember_main(args: Vec<OsString>) -> i32 {
     match cmd.to_string_lossy().as_ref() {
         "validate" | "lint" => lint::main(rest),
         "schema" => schema_main(rest),
+        "stage" => ember_stage::stage_main(rest),
+        "run" => ember_stage::run_main(rest),
+        "apply" => ember_stage::apply_main(rest),
         "version" | "--version" | "-V" => {
             println!("ember {VERSION} (Ignition {IGNITION_COMPAT_VERSION} compatible)");
             exit::OK

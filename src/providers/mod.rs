@@ -5,8 +5,10 @@
 //! then uses an empty config), or an error. They never write to the machine. Their endpoints
 //! are constructor arguments ([`Endpoints`]), so tests point them at servers on 127.0.0.1.
 
+pub mod cmdline;
 pub mod file;
 pub mod metal;
+pub mod system;
 
 use std::path::PathBuf;
 

@@ -10,6 +10,7 @@
 //! came from, the root cause and a hint ([`Failure`]); it never carries config contents.
 
 pub mod disks;
+pub mod engine;
 pub mod files;
 pub mod kargs;
 pub mod mount;

@@ -1,0 +1,1086 @@
+//! The engine: runs one stage the way Ignition's engine does.
+//!
+//! Every invocation:
+//! 1. loads the state file (an unreadable state is [`Error::State`], exit 3);
+//! 2. builds the base config from `base.d/*` then `base.platform.d/<platform>/*` in the system
+//!    config directories (parsed, not rendered; a bad file is logged and skipped);
+//! 3. gets the user config:
+//!    - fetch-offline and fetch acquire it: the kernel command line, then the first
+//!      `user.ign`, then the platform provider; "no config" is an empty config. The config is
+//!      rendered (`ignition.config.replace` / `merge`, recursively, each fetch done with a
+//!      fetcher configured from the config merged so far), its CA bundles are inlined as
+//!      `data:` URLs, it is validated, and written to the config cache (mode 0600);
+//!    - the other stages read the cache;
+//! 4. merges: `full = merge(empty, merge(base, user))`;
+//! 5. runs the stage's body with a fetcher configured from the config's timeouts, CA bundles
+//!    and proxy;
+//! 6. on success appends `{"kind":"base","source":"system"}` to the state and saves it; then
+//!    tells the provider how the stage went.
+//!
+//! In fetch-offline the fetcher is offline. When the provider, a referenced config, a CA bundle
+//! or (in the stage body) any resource, tang server without advertisement or custom clevis pin
+//! needs the network, the `-neednet` file is created and the stage succeeds ([`Outcome::NeedNet`]);
+//! the cache is still written when the config itself could be obtained offline.
+//!
+//! [`apply`] is `ignition-apply`: the stages' bodies on a directory tree, from a config given
+//! on the command line.
+//!
+//! Nothing here logs or reports config contents: sources are shown redacted
+//! ([`cmdline::redact_url`]), entries by JSON path.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine as _;
+
+use super::state::{self, FetchedConfig, State};
+use super::{
+    disks, fetch_resource, files, kargs, mount, Context, Failure, Mode, OpLog, Settings, Stage,
+};
+use crate::config::model::Resource as ConfigResource;
+use crate::config::{self, merge::merge, Config, JsonPath, ParseError};
+use crate::fetch;
+use crate::providers::cmdline::{self, redact_url};
+use crate::providers::system::{self, SystemDirs};
+use crate::providers::{self, Endpoints, Provider};
+
+pub const DEFAULT_CONFIG_CACHE: &str = "/run/ignition.json";
+pub const DEFAULT_STATE_FILE: &str = "/run/ignition/state";
+pub const DEFAULT_NEEDNET: &str = "/run/ignition/neednet";
+/// Ignition's `-fetch-timeout` default: the overall time allowed for fetching the provider's
+/// config (`httpTotal` until the config's own value applies).
+pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(120);
+/// Largest config Ember fetches (a referenced config, a provider's, the cache).
+pub const MAX_CONFIG_SIZE: u64 = 256 << 20;
+/// Largest CA bundle.
+const MAX_CA_SIZE: u64 = 16 << 20;
+/// Depth of nested `replace`/`merge` references followed before giving up (a config that
+/// references itself would otherwise loop forever).
+pub const MAX_RENDER_DEPTH: usize = 32;
+
+/// What an invocation runs, and where its files are.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub stage: Stage,
+    /// The target root (`/sysroot` at boot).
+    pub root: PathBuf,
+    pub config_cache: PathBuf,
+    pub state_file: PathBuf,
+    pub neednet: PathBuf,
+    /// `httpTotal` while fetching the provider's config.
+    pub fetch_timeout: Duration,
+    pub settings: Settings,
+    pub dirs: SystemDirs,
+    pub cmdline: cmdline::Source,
+    pub endpoints: Endpoints,
+}
+
+impl Options {
+    /// Ignition's defaults, with the environment's overrides (`IGNITION_CONFIG_FILE`,
+    /// `IGNITION_KERNEL_CMDLINE_PATH`, `IGNITION_SYSTEM_*_CONFIG_DIR`, `EMBER_KARGS_HELPER`).
+    pub fn new(stage: Stage, settings: Settings) -> Options {
+        let mut settings = settings;
+        if let Some(h) = std::env::var_os("EMBER_KARGS_HELPER").filter(|v| !v.is_empty()) {
+            settings.kargs_helper = PathBuf::from(h);
+        }
+        Options {
+            stage,
+            root: PathBuf::from("/"),
+            config_cache: PathBuf::from(DEFAULT_CONFIG_CACHE),
+            state_file: PathBuf::from(DEFAULT_STATE_FILE),
+            neednet: PathBuf::from(DEFAULT_NEEDNET),
+            fetch_timeout: DEFAULT_FETCH_TIMEOUT,
+            settings,
+            dirs: SystemDirs::from_env(),
+            cmdline: cmdline::Source::default(),
+            endpoints: Endpoints::default(),
+        }
+    }
+}
+
+/// How a successful invocation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Passed,
+    /// fetch-offline found that the network is needed and created the `-neednet` file.
+    NeedNet,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("loading the state")]
+    State(#[source] state::Error),
+    #[error("creating the fetcher")]
+    Fetcher(#[source] fetch::Error),
+    #[error("the {stage} stage failed")]
+    Stage {
+        stage: Stage,
+        #[source]
+        failure: Failure,
+    },
+    #[error("saving the state")]
+    StateSave(#[source] state::Error),
+}
+
+impl Error {
+    /// Ignition's exit codes: 3 for state-load and fetcher errors, 1 for everything else.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::State(_) | Error::Fetcher(_) => 3,
+            Error::Stage { .. } | Error::StateSave(_) => 1,
+        }
+    }
+
+    /// The error and its causes on one line (for the log).
+    pub fn chain(&self) -> String {
+        let mut s = self.to_string();
+        let mut cur = std::error::Error::source(self);
+        while let Some(e) = cur {
+            s.push_str(": ");
+            s.push_str(&e.to_string());
+            cur = e.source();
+        }
+        s
+    }
+
+    /// A short report for the console: what failed, the root cause first, where in the config,
+    /// and a hint. Never config contents.
+    pub fn report(&self) -> String {
+        match self {
+            Error::Stage { stage, failure } => failure_report(&stage.to_string(), failure),
+            other => {
+                let mut root = other.to_string();
+                let mut cur = std::error::Error::source(other);
+                while let Some(e) = cur {
+                    root = e.to_string();
+                    cur = e.source();
+                }
+                format!("ember: {other}: {root}\n  details:   {}\n", other.chain())
+            }
+        }
+    }
+}
+
+/// The console report of a failure (see [`Error::report`]).
+pub fn failure_report(stage: &str, f: &Failure) -> String {
+    let root = f.root_cause();
+    let mut s = format!("ember: the {stage} stage failed: {root}\n");
+    s.push_str(&format!("  operation: {}\n", f.operation));
+    if let Some(p) = &f.path {
+        s.push_str(&format!("  config:    {p}\n"));
+    }
+    if let Some(h) = &f.hint {
+        s.push_str(&format!("  hint:      {h}\n"));
+    }
+    let chain = f.chain();
+    if chain != root {
+        s.push_str(&format!("  details:   {chain}\n"));
+    }
+    s
+}
+
+/// Why acquiring or rendering a config stopped.
+enum Acq {
+    /// The offline fetcher refused: what needed the network.
+    NeedNet(String),
+    Failed(Failure),
+}
+
+impl From<Failure> for Acq {
+    fn from(f: Failure) -> Self {
+        Acq::Failed(f)
+    }
+}
+
+/// The entry Ignition appends to the state on every stage run.
+fn base_entry() -> FetchedConfig {
+    FetchedConfig {
+        kind: "base".into(),
+        source: "system".into(),
+        referenced: false,
+    }
+}
+
+/// Runs one stage.
+pub fn run(opts: &Options) -> Result<Outcome, Error> {
+    let stage = opts.stage;
+    let mut state = State::load(&opts.state_file).map_err(Error::State)?;
+    let (provider, provider_err) = match providers::get(&opts.settings.platform, &opts.endpoints) {
+        Ok(p) => (Some(p), None),
+        Err(e) => (None, Some(e)),
+    };
+    let mut base_opts = fetch::Options {
+        offline: stage == Stage::FetchOffline,
+        ..fetch::Options::default()
+    };
+    if let Some(p) = &provider {
+        p.configure_fetcher(&mut base_opts);
+    }
+    let fetcher = fetch::Fetcher::new(base_opts.clone()).map_err(Error::Fetcher)?;
+
+    let result = run_stage(
+        opts,
+        &mut state,
+        provider.as_deref(),
+        provider_err,
+        &base_opts,
+        fetcher,
+    );
+    crate::logging::set_prefix(None);
+
+    if let Some(p) = &provider {
+        // Status reports go over the network; a fresh online fetcher with Ember's defaults.
+        if let Ok(f) = fetch::Fetcher::new(base_opts.clone()) {
+            let err = result.as_ref().err().map(|f| f.chain());
+            p.status(stage.name(), err.as_deref(), &f);
+        }
+    }
+    let outcome = result.map_err(|failure| Error::Stage { stage, failure })?;
+    state.fetched_configs.push(base_entry());
+    state.save(&opts.state_file).map_err(Error::StateSave)?;
+    Ok(outcome)
+}
+
+fn run_stage(
+    opts: &Options,
+    state: &mut State,
+    provider: Option<&dyn Provider>,
+    provider_err: Option<providers::Error>,
+    base_opts: &fetch::Options,
+    fetcher: fetch::Fetcher,
+) -> Result<Outcome, Failure> {
+    let stage = opts.stage;
+    let base = load_base(&opts.dirs, &opts.settings.platform);
+
+    let (user, fetcher) = if stage.acquires_config() {
+        match acquire(opts, state, provider, provider_err, base_opts) {
+            Ok(x) => x,
+            Err(Acq::NeedNet(what)) if stage == Stage::FetchOffline => {
+                log::info!("fetch-offline: {what} needs the network");
+                signal_neednet(&opts.neednet)?;
+                return Ok(Outcome::NeedNet);
+            }
+            Err(Acq::NeedNet(what)) => {
+                return Err(Failure::new(format!("fetching {what}")).hint(
+                    "the fetcher refused to use the network outside fetch-offline; this is a bug",
+                ))
+            }
+            Err(Acq::Failed(f)) => return Err(f),
+        }
+    } else {
+        let user = read_cache(&opts.config_cache)?;
+        (user, fetcher)
+    };
+
+    let full = full_config(base, user)?;
+    let fetcher = if stage.acquires_config() {
+        fetcher
+    } else {
+        match configured_fetcher(base_opts, &full, &fetcher) {
+            Ok(f) => f,
+            Err(Acq::Failed(f)) => return Err(f),
+            Err(Acq::NeedNet(what)) => return Err(Failure::new(format!("fetching {what}"))),
+        }
+    };
+
+    crate::logging::set_prefix(Some(stage.name()));
+    let ops = OpLog::new();
+    let mut ctx = Context {
+        stage,
+        root: &opts.root,
+        config: &full,
+        state,
+        fetcher: &fetcher,
+        ops: &ops,
+        settings: &opts.settings,
+    };
+    match stage {
+        Stage::FetchOffline => {
+            if let Some(what) = needs_network(&full) {
+                log::info!("{what} needs the network");
+                signal_neednet(&opts.neednet)?;
+                return Ok(Outcome::NeedNet);
+            }
+        }
+        Stage::Fetch => {}
+        Stage::Kargs => kargs::run(&mut ctx)?,
+        Stage::Disks => disks::run(&mut ctx)?,
+        Stage::Mount => mount::run_mount(&mut ctx)?,
+        Stage::Files => files::run(&mut ctx)?,
+        Stage::Umount => mount::run_umount(&mut ctx)?,
+    }
+    log::info!("{stage} passed");
+    Ok(Outcome::Passed)
+}
+
+/// Creates the `-neednet` flag file (and its directory).
+fn signal_neednet(path: &Path) -> Result<(), Failure> {
+    let op = format!("creating the neednet flag file {}", path.display());
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Failure::new(op.clone()).caused_by(e))?;
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map(|_| ())
+        .map_err(|e| Failure::new(op).caused_by(e))
+}
+
+/// Logs what Ignition would report about a config (its errors and warnings).
+fn log_report(what: &str, report: &config::Report) {
+    for e in report.ignition_entries() {
+        match e.severity {
+            config::Severity::Error => log::error!("{what}: {}", e.ignition_line()),
+            config::Severity::Warning => log::warn!("{what}: {}", e.ignition_line()),
+            config::Severity::Info => log::info!("{what}: {}", e.ignition_line()),
+        }
+    }
+}
+
+/// Why a parsed config is unusable, as an error with the first error's location.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct InvalidConfig {
+    message: String,
+}
+
+fn invalid(
+    parsed_error: &ParseError,
+    report: &config::Report,
+) -> (InvalidConfig, Option<JsonPath>, Option<String>) {
+    let first = report
+        .ignition_entries()
+        .find(|e| e.severity == config::Severity::Error);
+    let message = match first {
+        Some(e) => e.ignition_line(),
+        None => parsed_error.to_string(),
+    };
+    (
+        InvalidConfig { message },
+        first.and_then(|e| e.path.clone()),
+        first.and_then(|e| e.hint.clone()),
+    )
+}
+
+/// Parses a config; `Ok(None)` for an empty input.
+fn parse_config(bytes: &[u8], what: &str) -> Result<Option<Config>, Failure> {
+    let parsed = config::parse(bytes);
+    log_report(what, &parsed.report);
+    match (parsed.config, parsed.error) {
+        (Some(c), None) => Ok(Some(c)),
+        (_, Some(ParseError::Empty)) => Ok(None),
+        (_, err) => {
+            let err = err.unwrap_or(ParseError::Invalid);
+            let (e, path, hint) = invalid(&err, &parsed.report);
+            let mut f = Failure::new(format!("parsing {what}")).caused_by(e);
+            if let Some(p) = path {
+                f = f.at(p);
+            }
+            Err(f.hint(hint.unwrap_or_else(|| {
+                "check it with `ember validate`, which shows every problem with its line and column".into()
+            })))
+        }
+    }
+}
+
+/// The base config: `base.d` then `base.platform.d/<platform>`; `None` when there is none.
+fn load_base(dirs: &SystemDirs, platform: &str) -> Option<Config> {
+    let (found, errors) = system::base_configs(dirs, platform);
+    for e in errors {
+        log::warn!("reading base configs: {}", chain(&e));
+    }
+    let mut base: Option<Config> = None;
+    for f in found {
+        let what = format!("base config {}", f.path.display());
+        match parse_config(&f.bytes, &what) {
+            Ok(Some(c)) => {
+                log::info!("using {what}");
+                base = Some(match base {
+                    None => c,
+                    Some(b) => merge(&b, &c),
+                });
+            }
+            Ok(None) => log::info!("{what} is empty"),
+            Err(fail) => log::warn!("ignoring {what}: {}", fail.chain()),
+        }
+    }
+    base
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// `merge(empty, merge(base, user))`, validated when a base config took part.
+fn full_config(base: Option<Config>, user: Config) -> Result<Config, Failure> {
+    let Some(base) = base else {
+        return Ok(user);
+    };
+    let full = merge(&Config::empty(), &merge(&base, &user));
+    check_valid(&full, "merging the base config and the user config")?;
+    Ok(full)
+}
+
+fn check_valid(cfg: &Config, op: &str) -> Result<(), Failure> {
+    let report = config::validate_runtime(cfg);
+    log_report("merged config", &report);
+    if report.ignition_has_errors() {
+        let (e, path, hint) = invalid(&ParseError::Invalid, &report);
+        let mut f = Failure::new(format!("{op} resulted in an invalid config")).caused_by(e);
+        if let Some(p) = path {
+            f = f.at(p);
+        }
+        if let Some(h) = hint {
+            f = f.hint(h);
+        }
+        return Err(f);
+    }
+    Ok(())
+}
+
+/// Reads the config cache written by the fetch stages.
+fn read_cache(path: &Path) -> Result<Config, Failure> {
+    let op = format!("reading the config cache {}", path.display());
+    let bytes = std::fs::read(path).map_err(|e| {
+        let missing = e.kind() == std::io::ErrorKind::NotFound;
+        let f = Failure::new(op.clone()).caused_by(e);
+        if missing {
+            f.hint("the fetch-offline (or fetch) stage writes it; run that stage first, with the same -config-cache")
+        } else {
+            f
+        }
+    })?;
+    match parse_config(&bytes, "the cached config")? {
+        Some(c) => Ok(c),
+        None => Err(Failure::new(op).hint("the cache is empty; run the fetch-offline stage again")),
+    }
+}
+
+/// Writes the config cache atomically, mode 0600 (it holds secrets).
+fn write_cache(path: &Path, cfg: &Config) -> Result<(), Failure> {
+    let json = config::marshal::to_json(cfg);
+    state::write_private_atomic(path, json.as_bytes()).map_err(|e| {
+        Failure::new(format!("writing the config cache {}", path.display())).caused_by(e)
+    })
+}
+
+/// Fetch errors: "needs network" stays distinguishable, everything else fails.
+fn fetch_failure(e: fetch::Error, what: String, path: Option<JsonPath>) -> Acq {
+    if matches!(e, fetch::Error::NeedsNetwork { .. }) {
+        return Acq::NeedNet(what);
+    }
+    let mut f = Failure::new(format!("fetching {what}")).caused_by(e);
+    if let Some(p) = path {
+        f = f.at(p);
+    }
+    Acq::Failed(f)
+}
+
+/// Acquires, renders, validates and caches the user config (fetch stages).
+fn acquire(
+    opts: &Options,
+    state: &mut State,
+    provider: Option<&dyn Provider>,
+    provider_err: Option<providers::Error>,
+    base_opts: &fetch::Options,
+) -> Result<(Config, fetch::Fetcher), Acq> {
+    // Until the config says otherwise, the whole provider fetch gets -fetch-timeout.
+    let initial = fetch::Options {
+        total_timeout: opts.fetch_timeout,
+        ..base_opts.clone()
+    };
+    let fetcher = fetch::Fetcher::new(initial)
+        .map_err(|e| Failure::new("creating the fetcher").caused_by(e))?;
+
+    let (raw, source) = match cmdline::fetch(&opts.cmdline, &fetcher) {
+        Ok(Some(b)) => (Some(b), "cmdline".to_string()),
+        Err(e) if e.needs_network() => {
+            return Err(Acq::NeedNet(
+                "the config named on the kernel command line".into(),
+            ))
+        }
+        Err(e) => {
+            return Err(Acq::Failed(
+                Failure::new("fetching the config named on the kernel command line")
+                    .caused_by(e)
+                    .hint(format!(
+                        "check {}, {} and {} in {}",
+                        cmdline::URL_KEY,
+                        cmdline::DEVICE_KEY,
+                        cmdline::PATH_KEY,
+                        opts.cmdline.cmdline_path.display()
+                    )),
+            ))
+        }
+        Ok(None) => match system::user_config(&opts.dirs) {
+            Ok(Some(found)) => {
+                log::info!("using the user config {}", found.path.display());
+                (Some(found.bytes), "system".to_string())
+            }
+            Err(e) => {
+                return Err(Acq::Failed(
+                    Failure::new("reading the system user config").caused_by(e),
+                ))
+            }
+            Ok(None) => {
+                let platform = &opts.settings.platform;
+                let Some(p) = provider else {
+                    let mut f = Failure::new(format!("fetching the config of platform {platform}"));
+                    if let Some(e) = provider_err {
+                        f = f.caused_by(e);
+                    }
+                    return Err(Acq::Failed(f.hint(
+                        "this build of Ember cannot fetch configs on that platform; \
+                         put the config in user.ign or name it on the kernel command line",
+                    )));
+                };
+                match p.fetch_config(&fetcher) {
+                    Ok(b) => (b, p.id().to_string()),
+                    Err(e) if e.needs_network() => {
+                        return Err(Acq::NeedNet(format!("the config of platform {platform}")))
+                    }
+                    Err(e) => {
+                        return Err(Acq::Failed(
+                            Failure::new(format!("fetching the config of platform {platform}"))
+                                .caused_by(e),
+                        ))
+                    }
+                }
+            }
+        },
+    };
+
+    let cfg = match raw {
+        None => {
+            log::info!("no config from {source}: using an empty config");
+            Config::empty()
+        }
+        Some(b) => match parse_config(&b, &format!("the user config from {source}"))? {
+            Some(c) => {
+                log::info!("fetched user config from {source:?}");
+                c
+            }
+            None => {
+                log::info!("the config from {source} is empty: using an empty config");
+                Config::empty()
+            }
+        },
+    };
+    state.fetched_configs.push(FetchedConfig {
+        kind: "user".into(),
+        source,
+        referenced: false,
+    });
+
+    let fetcher = configured_fetcher(base_opts, &cfg, &fetcher)?;
+    let (mut cfg, fetcher) = render(cfg, fetcher, base_opts, state, 0)?;
+    inline_cas(&mut cfg, &fetcher)?;
+    check_valid(&cfg, "merging configs")?;
+    write_cache(&opts.config_cache, &cfg)?;
+    log::info!("wrote the config cache {}", opts.config_cache.display());
+    Ok((cfg, fetcher))
+}
+
+/// Follows `ignition.config.replace` and `merge`, depth first, as Ignition does.
+fn render(
+    cfg: Config,
+    fetcher: fetch::Fetcher,
+    base_opts: &fetch::Options,
+    state: &mut State,
+    depth: usize,
+) -> Result<(Config, fetch::Fetcher), Acq> {
+    if depth > MAX_RENDER_DEPTH {
+        return Err(Acq::Failed(
+            Failure::new("rendering referenced configs")
+                .at(JsonPath::root().key("ignition").key("config"))
+                .hint(format!(
+                    "configs reference each other more than {MAX_RENDER_DEPTH} levels deep; a config probably replaces or merges itself"
+                )),
+        ));
+    }
+    let cfg_path = JsonPath::root().key("ignition").key("config");
+    if cfg.ignition.config.replace.source_str().is_some() {
+        let child = fetch_referenced(
+            &cfg.ignition.config.replace,
+            &fetcher,
+            state,
+            cfg_path.key("replace"),
+        )?;
+        let fetcher = configured_fetcher(base_opts, &child, &fetcher)?;
+        return render(child, fetcher, base_opts, state, depth + 1);
+    }
+    let mut fetcher = fetcher;
+    let mut acc = cfg.clone();
+    for (i, r) in cfg.ignition.config.merge.iter().enumerate() {
+        let child = fetch_referenced(r, &fetcher, state, cfg_path.key("merge").index(i))?;
+        // The child's timeouts and CAs apply to everything fetched from here on.
+        fetcher = configured_fetcher(base_opts, &merge(&acc, &child), &fetcher)?;
+        let (child, f) = render(child, fetcher, base_opts, state, depth + 1)?;
+        fetcher = f;
+        acc = merge(&acc, &child);
+    }
+    Ok((acc, fetcher))
+}
+
+/// Fetches and parses a referenced config (any supported spec version), checking its hash
+/// over the decompressed bytes, and records it in the state with only its URL path.
+fn fetch_referenced(
+    r: &ConfigResource,
+    fetcher: &fetch::Fetcher,
+    state: &mut State,
+    path: JsonPath,
+) -> Result<Config, Acq> {
+    let source = r.source.clone().unwrap_or_default();
+    let shown = redact_url(&source);
+    let what = format!("the config {shown} referenced at {path}");
+    let Some(res) = fetch_resource(r) else {
+        return Err(Acq::Failed(
+            Failure::new(format!("fetching {what}")).at(path),
+        ));
+    };
+    let bytes = match fetcher.fetch_bytes(&res, MAX_CONFIG_SIZE) {
+        Ok(Some(b)) => b,
+        Ok(None) => {
+            return Err(Acq::Failed(
+                Failure::new(format!("fetching {what}"))
+                    .caused_by(fetch::Error::NotFound { url: shown })
+                    .at(path),
+            ))
+        }
+        Err(e) => return Err(fetch_failure(e, what, Some(path))),
+    };
+    let url_path = config::url::parse(&source)
+        .map(|u| u.path)
+        .unwrap_or_default();
+    state.fetched_configs.push(FetchedConfig {
+        kind: "user".into(),
+        source: url_path,
+        referenced: true,
+    });
+    log::info!("fetched referenced user config from {shown}");
+    match parse_config(&bytes, &what) {
+        Ok(Some(c)) => Ok(c),
+        Ok(None) => Err(Acq::Failed(
+            Failure::new(format!("parsing {what}"))
+                .caused_by(InvalidConfig {
+                    message: "the referenced config is empty".into(),
+                })
+                .at(path),
+        )),
+        Err(f) => Err(Acq::Failed(if f.path.is_none() { f.at(path) } else { f })),
+    }
+}
+
+/// Fetches a CA bundle (decompressed, hash checked).
+fn fetch_ca(ca: &ConfigResource, i: usize, fetcher: &fetch::Fetcher) -> Result<Vec<u8>, Acq> {
+    let path = JsonPath::root()
+        .key("ignition")
+        .key("security")
+        .key("tls")
+        .key("certificateAuthorities")
+        .index(i);
+    let what = format!(
+        "the certificate authority bundle {}",
+        redact_url(ca.source.as_deref().unwrap_or(""))
+    );
+    let Some(res) = fetch_resource(ca) else {
+        return Err(Acq::Failed(
+            Failure::new(format!("fetching {what}")).at(path),
+        ));
+    };
+    match fetcher.fetch_bytes(&res, MAX_CA_SIZE) {
+        Ok(Some(b)) => Ok(b),
+        Ok(None) => Err(Acq::Failed(
+            Failure::new(format!("fetching {what}"))
+                .caused_by(fetch::Error::NotFound {
+                    url: redact_url(&res.source),
+                })
+                .at(path),
+        )),
+        Err(e) => Err(fetch_failure(e, what, Some(path))),
+    }
+}
+
+/// Fetcher options for a config: its timeouts, proxy and CA bundles (fetched with `current`).
+fn configured_fetcher(
+    base: &fetch::Options,
+    cfg: &Config,
+    current: &fetch::Fetcher,
+) -> Result<fetch::Fetcher, Acq> {
+    let mut o = base.clone();
+    let t = &cfg.ignition.timeouts;
+    o.response_headers_timeout = t
+        .http_response_headers
+        .map(|s| Duration::from_secs(s.max(0) as u64))
+        .unwrap_or(fetch::DEFAULT_RESPONSE_HEADERS_TIMEOUT);
+    o.total_timeout = Duration::from_secs(t.http_total.unwrap_or(0).max(0) as u64);
+    let p = &cfg.ignition.proxy;
+    o.proxy = fetch::ProxyConfig {
+        http_proxy: p.http_proxy.clone().filter(|s| !s.is_empty()),
+        https_proxy: p.https_proxy.clone().filter(|s| !s.is_empty()),
+        no_proxy: p.no_proxy.clone(),
+    };
+    let cas = &cfg.ignition.security.tls.certificate_authorities;
+    o.ca_bundles = Vec::with_capacity(cas.len());
+    for (i, ca) in cas.iter().enumerate() {
+        o.ca_bundles.push(fetch_ca(ca, i, current)?);
+    }
+    fetch::Fetcher::new(o).map_err(|e| {
+        Acq::Failed(
+            Failure::new("configuring the fetcher from ignition.security and ignition.proxy")
+                .caused_by(e)
+                .at(JsonPath::root().key("ignition")),
+        )
+    })
+}
+
+/// Rewrites every CA bundle as a `data:` URL (headers and compression cleared), so later
+/// stages need no network to build their fetcher.
+fn inline_cas(cfg: &mut Config, fetcher: &fetch::Fetcher) -> Result<(), Acq> {
+    let mut cas = std::mem::take(&mut cfg.ignition.security.tls.certificate_authorities);
+    let mut result = Ok(());
+    for (i, ca) in cas.iter_mut().enumerate() {
+        match fetch_ca(ca, i, fetcher) {
+            Ok(bytes) => {
+                ca.source = Some(format!(
+                    "data:;base64,{}",
+                    base64::engine::general_purpose::STANDARD.encode(bytes)
+                ));
+                ca.http_headers.clear();
+                ca.compression = None;
+            }
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    cfg.ignition.security.tls.certificate_authorities = cas;
+    result
+}
+
+fn needs_net_source(r: &ConfigResource) -> bool {
+    match r.source_str() {
+        Some(s) => !s
+            .split_once(':')
+            .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("data")),
+        None => false,
+    }
+}
+
+/// The first thing in the config (outside the `ignition` section, which is fetched already)
+/// that needs the network, by JSON path: a resource with a source other than `data:`, a tang
+/// server without an advertisement, a custom clevis pin that says it needs the network.
+pub fn needs_network(cfg: &Config) -> Option<String> {
+    let storage = JsonPath::root().key("storage");
+    for (i, f) in cfg.storage.files.iter().enumerate() {
+        let p = storage.key("files").index(i);
+        if needs_net_source(&f.contents) {
+            return Some(format!("{}", p.key("contents")));
+        }
+        for (j, a) in f.append.iter().enumerate() {
+            if needs_net_source(a) {
+                return Some(format!("{}", p.key("append").index(j)));
+            }
+        }
+    }
+    for (i, l) in cfg.storage.luks.iter().enumerate() {
+        let p = storage.key("luks").index(i);
+        if needs_net_source(&l.key_file) {
+            return Some(format!("{}", p.key("keyFile")));
+        }
+        for (j, t) in l.clevis.tang.iter().enumerate() {
+            if t.advertisement.as_deref().unwrap_or("").is_empty() {
+                return Some(format!("{}", p.key("clevis").key("tang").index(j)));
+            }
+        }
+        if l.clevis.custom.needs_network == Some(true) {
+            return Some(format!("{}", p.key("clevis").key("custom")));
+        }
+    }
+    None
+}
+
+// ------------------------------------------------------------------------------------------
+// ignition-apply
+
+/// What `ember apply` / `ignition-apply` runs on.
+#[derive(Clone, Debug)]
+pub struct ApplyOptions {
+    pub root: PathBuf,
+    pub ignore_unsupported: bool,
+    /// Fail instead of using the network.
+    pub offline: bool,
+    pub settings: Settings,
+}
+
+impl ApplyOptions {
+    pub fn new(root: PathBuf, ignore_unsupported: bool, offline: bool) -> Self {
+        let mut settings = Settings::new("file", Mode::Apply { ignore_unsupported });
+        settings.result_file = None;
+        if let Ok(v) = std::env::var("IGNITION_WRITE_AUTHORIZED_KEYS_FRAGMENT") {
+            if let Some(b) = parse_env_bool(&v) {
+                settings.write_authorized_keys_fragment = b;
+            }
+        }
+        ApplyOptions {
+            root,
+            ignore_unsupported,
+            offline,
+            settings,
+        }
+    }
+}
+
+/// `IGNITION_WRITE_AUTHORIZED_KEYS_FRAGMENT`'s values: `true`/`1`, `false`/`0`.
+pub fn parse_env_bool(v: &str) -> Option<bool> {
+    match v {
+        "true" | "1" => Some(true),
+        "false" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+/// The sections of a config `apply` cannot carry out on a directory tree, by JSON path.
+pub fn unsupported_in_apply(cfg: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    let ka = &cfg.kernel_arguments;
+    if !ka.should_exist.is_empty() || !ka.should_not_exist.is_empty() {
+        out.push("$.kernelArguments (kernel arguments)".to_string());
+    }
+    let s = &cfg.storage;
+    for (i, d) in s.disks.iter().enumerate() {
+        out.push(format!("$.storage.disks.{i} (disk {:?})", d.device));
+    }
+    for (i, r) in s.raid.iter().enumerate() {
+        out.push(format!("$.storage.raid.{i} (RAID array {:?})", r.name));
+    }
+    for (i, l) in s.luks.iter().enumerate() {
+        out.push(format!("$.storage.luks.{i} (LUKS volume {:?})", l.name));
+    }
+    for (i, f) in s.filesystems.iter().enumerate() {
+        out.push(format!(
+            "$.storage.filesystems.{i} (filesystem on {:?})",
+            f.device
+        ));
+    }
+    for (i, u) in cfg.passwd.users.iter().enumerate() {
+        out.push(format!("$.passwd.users.{i} (user {:?})", u.name));
+    }
+    for (i, g) in cfg.passwd.groups.iter().enumerate() {
+        out.push(format!("$.passwd.groups.{i} (group {:?})", g.name));
+    }
+    out
+}
+
+fn strip_unsupported(cfg: &mut Config) {
+    cfg.kernel_arguments = Default::default();
+    cfg.storage.disks.clear();
+    cfg.storage.raid.clear();
+    cfg.storage.luks.clear();
+    cfg.storage.filesystems.clear();
+    cfg.passwd = Default::default();
+}
+
+/// Applies a config to a directory tree: renders `merge`/`replace`, refuses (or, with
+/// `ignore_unsupported`, drops) what cannot be done on a tree, then runs every stage's body in
+/// boot order with [`Mode::Apply`].
+pub fn apply(opts: &ApplyOptions, raw: &[u8]) -> Result<(), Error> {
+    let stage_err = |stage: Stage, failure: Failure| Error::Stage { stage, failure };
+    let base_opts = fetch::Options {
+        offline: opts.offline,
+        ..fetch::Options::default()
+    };
+    let fetcher = fetch::Fetcher::new(base_opts.clone()).map_err(Error::Fetcher)?;
+    let mut state = State::default();
+    let acq = |a: Acq| match a {
+        Acq::Failed(f) => f,
+        Acq::NeedNet(what) => Failure::new(format!("fetching {what}"))
+            .hint("the config needs the network, and --offline was given"),
+    };
+    let fetch_stage = Stage::Fetch;
+    let cfg = match parse_config(raw, "the config") {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            return Err(stage_err(
+                fetch_stage,
+                Failure::new("parsing the config").hint("the config is empty"),
+            ))
+        }
+        Err(f) => return Err(stage_err(fetch_stage, f)),
+    };
+    let fetcher = configured_fetcher(&base_opts, &cfg, &fetcher)
+        .map_err(|a| stage_err(fetch_stage, acq(a)))?;
+    let (mut cfg, fetcher) = render(cfg, fetcher, &base_opts, &mut state, 0)
+        .map_err(|a| stage_err(fetch_stage, acq(a)))?;
+    inline_cas(&mut cfg, &fetcher).map_err(|a| stage_err(fetch_stage, acq(a)))?;
+    check_valid(&cfg, "merging configs").map_err(|f| stage_err(fetch_stage, f))?;
+
+    let unsupported = unsupported_in_apply(&cfg);
+    if !unsupported.is_empty() {
+        if !opts.ignore_unsupported {
+            return Err(stage_err(
+                Stage::Disks,
+                Failure::new(format!(
+                    "applying the config to a directory tree: it asks for what only a boot can do: {}",
+                    unsupported.join(", ")
+                ))
+                .hint("remove those entries, or pass --ignore-unsupported to skip them"),
+            ));
+        }
+        for u in &unsupported {
+            log::warn!("ignoring {u}: not supported when applying to a directory tree");
+        }
+        strip_unsupported(&mut cfg);
+    }
+
+    let ops = OpLog::new();
+    for stage in Stage::ALL {
+        crate::logging::set_prefix(Some(stage.name()));
+        let mut ctx = Context {
+            stage,
+            root: &opts.root,
+            config: &cfg,
+            state: &mut state,
+            fetcher: &fetcher,
+            ops: &ops,
+            settings: &opts.settings,
+        };
+        let r = match stage {
+            Stage::FetchOffline => match needs_network(&cfg) {
+                Some(what) if opts.offline => Err(Failure::new(format!("fetching {what}"))
+                    .hint("the config needs the network, and --offline was given")),
+                _ => Ok(()),
+            },
+            Stage::Fetch => Ok(()),
+            Stage::Kargs => kargs::run(&mut ctx),
+            Stage::Disks => disks::run(&mut ctx),
+            Stage::Mount => mount::run_mount(&mut ctx),
+            Stage::Files => files::run(&mut ctx),
+            Stage::Umount => mount::run_umount(&mut ctx),
+        };
+        crate::logging::set_prefix(None);
+        r.map_err(|f| stage_err(stage, f))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(json: &str) -> Config {
+        config::parse(json.as_bytes()).config.expect("valid config")
+    }
+
+    #[test]
+    fn network_needs() {
+        assert_eq!(needs_network(&Config::empty()), None);
+        let c = cfg(r#"{"ignition":{"version":"3.4.0"},"storage":{"files":[
+            {"path":"/a","contents":{"source":"data:,x"}},
+            {"path":"/b","append":[{"source":"data:,y"},{"source":"https://example.com/z"}]}]}}"#);
+        assert_eq!(
+            needs_network(&c).as_deref(),
+            Some("$.storage.files.1.append.1")
+        );
+        let c = cfg(r#"{"ignition":{"version":"3.5.0"},"storage":{"luks":[
+            {"name":"a","device":"/dev/vda","clevis":{"tang":[{"url":"http://t","thumbprint":"x","advertisement":"{}"}]}},
+            {"name":"b","device":"/dev/vdb","clevis":{"custom":{"pin":"sss","config":"{}","needsNetwork":true}}}]}}"#);
+        assert_eq!(
+            needs_network(&c).as_deref(),
+            Some("$.storage.luks.1.clevis.custom")
+        );
+        let c = cfg(r#"{"ignition":{"version":"3.5.0"},"storage":{"luks":[
+            {"name":"a","device":"/dev/vda","clevis":{"tang":[{"url":"http://t","thumbprint":"x"}]}}]}}"#);
+        assert_eq!(
+            needs_network(&c).as_deref(),
+            Some("$.storage.luks.0.clevis.tang.0")
+        );
+    }
+
+    #[test]
+    fn apply_refusals_name_entries() {
+        let c = cfg(
+            r#"{"ignition":{"version":"3.4.0"},"kernelArguments":{"shouldExist":["a"]},
+            "storage":{"disks":[{"device":"/dev/vda"}],"filesystems":[{"device":"/dev/vda1","format":"ext4"}]},
+            "passwd":{"users":[{"name":"core"}]}}"#,
+        );
+        let u = unsupported_in_apply(&c);
+        assert_eq!(
+            u,
+            [
+                "$.kernelArguments (kernel arguments)",
+                "$.storage.disks.0 (disk \"/dev/vda\")",
+                "$.storage.filesystems.0 (filesystem on \"/dev/vda1\")",
+                "$.passwd.users.0 (user \"core\")"
+            ]
+        );
+        let mut c = c;
+        strip_unsupported(&mut c);
+        assert!(unsupported_in_apply(&c).is_empty());
+    }
+
+    #[test]
+    fn inlined_cas_are_data_urls_the_config_accepts() {
+        let f = fetch::Fetcher::new(fetch::Options {
+            offline: true,
+            ..Default::default()
+        })
+        .unwrap();
+        let mut c = cfg(
+            r#"{"ignition":{"version":"3.4.0","security":{"tls":{"certificateAuthorities":[
+            {"source":"data:,-----BEGIN%20CERTIFICATE-----"}]}}}}"#,
+        );
+        c.ignition.security.tls.certificate_authorities[0]
+            .http_headers
+            .push(crate::config::model::HttpHeader {
+                name: "a".into(),
+                value: Some("b".into()),
+            });
+        assert!(inline_cas(&mut c, &f).is_ok());
+        let ca = &c.ignition.security.tls.certificate_authorities[0];
+        assert!(ca.source.as_deref().unwrap().starts_with("data:;base64,"));
+        assert!(ca.http_headers.is_empty());
+        let json = config::marshal::to_json(&c);
+        let back = config::parse(json.as_bytes());
+        assert!(back.error.is_none(), "{json}");
+        let got = crate::config::dataurl::decode(
+            back.config
+                .unwrap()
+                .ignition
+                .security
+                .tls
+                .certificate_authorities[0]
+                .source
+                .as_deref()
+                .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(got.data, b"-----BEGIN CERTIFICATE-----");
+    }
+
+    #[test]
+    fn reports_carry_cause_path_and_hint() {
+        let f = Failure::new("writing file \"/etc/x\"")
+            .caused_by(std::io::Error::from_raw_os_error(13))
+            .at(JsonPath::root().key("storage").key("files").index(3))
+            .hint("check the owner");
+        let r = failure_report("files", &f);
+        assert!(
+            r.starts_with("ember: the files stage failed: Permission denied"),
+            "{r}"
+        );
+        assert!(r.contains("  operation: writing file \"/etc/x\"\n"), "{r}");
+        assert!(r.contains("  config:    $.storage.files.3\n"), "{r}");
+        assert!(r.contains("  hint:      check the owner\n"), "{r}");
+    }
+}
