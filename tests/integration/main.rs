@@ -4,3 +4,4 @@ mod fetch;
 mod harness;
 mod passwd;
 mod rootfs;
+mod runner;
