@@ -618,6 +618,9 @@ fn render(
         let fetcher = configured_fetcher(base_opts, &child, &fetcher)?;
         return render(child, fetcher, base_opts, state, depth + 1);
     }
+    if cfg.ignition.config.merge.is_empty() {
+        return Ok((cfg, fetcher));
+    }
     let mut fetcher = fetcher;
     let mut acc = cfg.clone();
     for (i, r) in cfg.ignition.config.merge.iter().enumerate() {
