@@ -26,6 +26,8 @@ pub const SYSLOG_IDENT: &str = "ignition";
 pub const LEVEL_ENV: &str = "EMBER_LOG";
 /// Longest message sent to syslog; longer ones are cut (datagrams have a size limit).
 const SYSLOG_MAX: usize = 8 * 1024;
+/// How long one record may wait for room in the syslog socket.
+const SYSLOG_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 /// syslog facility `daemon`.
 const FACILITY_DAEMON: u8 = 3;
 
@@ -119,6 +121,9 @@ fn open_sink(target: Target) -> Sink {
 fn connect_syslog(path: &Path) -> Option<UnixDatagram> {
     let sock = UnixDatagram::unbound().ok()?;
     sock.connect(path).ok()?;
+    // A journal that stops reading must not stall provisioning: after this long a record
+    // goes to standard output instead.
+    sock.set_write_timeout(Some(SYSLOG_SEND_TIMEOUT)).ok()?;
     Some(sock)
 }
 

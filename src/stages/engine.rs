@@ -47,6 +47,8 @@ use crate::providers::{self, Endpoints, Provider};
 pub const DEFAULT_CONFIG_CACHE: &str = "/run/ignition.json";
 pub const DEFAULT_STATE_FILE: &str = "/run/ignition/state";
 pub const DEFAULT_NEEDNET: &str = "/run/ignition/neednet";
+/// Ember's status file: one entry per stage run, with its operations and their durations.
+pub const DEFAULT_STATUS_FILE: &str = "/run/ember/status.json";
 /// Ignition's `-fetch-timeout` default: the overall time allowed for fetching the provider's
 /// config (`httpTotal` until the config's own value applies).
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(120);
@@ -73,6 +75,9 @@ pub struct Options {
     pub dirs: SystemDirs,
     pub cmdline: cmdline::Source,
     pub endpoints: Endpoints,
+    /// Ember's machine-readable status file (`/run/ember/status.json`, `EMBER_STATUS_FILE`
+    /// to move it, empty to disable).
+    pub status_file: Option<PathBuf>,
 }
 
 impl Options {
@@ -94,6 +99,11 @@ impl Options {
             dirs: SystemDirs::from_env(),
             cmdline: cmdline::Source::default(),
             endpoints: Endpoints::default(),
+            status_file: match std::env::var_os("EMBER_STATUS_FILE") {
+                Some(v) if v.is_empty() => None,
+                Some(v) => Some(PathBuf::from(v)),
+                None => Some(PathBuf::from(DEFAULT_STATUS_FILE)),
+            },
         }
     }
 }
@@ -218,6 +228,9 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
     }
     let fetcher = fetch::Fetcher::new(base_opts.clone()).map_err(Error::Fetcher)?;
 
+    let started = std::time::SystemTime::now();
+    let clock = std::time::Instant::now();
+    let ops = OpLog::new();
     let result = run_stage(
         opts,
         &mut state,
@@ -225,8 +238,15 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
         provider_err,
         &base_opts,
         fetcher,
+        &ops,
     );
     crate::logging::set_prefix(None);
+    if let Some(path) = &opts.status_file {
+        let entry = status_entry(stage, started, clock.elapsed(), &ops, &result);
+        if let Err(e) = append_status(path, entry) {
+            log::warn!("writing the status file {}: {e}", path.display());
+        }
+    }
 
     if let Some(p) = &provider {
         // Status reports go over the network; a fresh online fetcher with Ember's defaults.
@@ -248,6 +268,7 @@ fn run_stage(
     provider_err: Option<providers::Error>,
     base_opts: &fetch::Options,
     fetcher: fetch::Fetcher,
+    ops: &OpLog,
 ) -> Result<Outcome, Failure> {
     let stage = opts.stage;
     let base = load_base(&opts.dirs, &opts.settings.platform);
@@ -284,14 +305,13 @@ fn run_stage(
     };
 
     crate::logging::set_prefix(Some(stage.name()));
-    let ops = OpLog::new();
     let mut ctx = Context {
         stage,
         root: &opts.root,
         config: &full,
         state,
         fetcher: &fetcher,
-        ops: &ops,
+        ops,
         settings: &opts.settings,
     };
     match stage {
@@ -311,6 +331,76 @@ fn run_stage(
     }
     log::info!("{stage} passed");
     Ok(Outcome::Passed)
+}
+
+/// One stage run for the status file.
+fn status_entry(
+    stage: Stage,
+    started: std::time::SystemTime,
+    took: Duration,
+    ops: &OpLog,
+    result: &Result<Outcome, Failure>,
+) -> serde_json::Value {
+    let ms = |d: Duration| d.as_millis() as u64;
+    let operations: Vec<serde_json::Value> = ops
+        .records()
+        .into_iter()
+        .map(|r| {
+            serde_json::json!({
+                "number": r.number,
+                "description": r.description,
+                "durationMs": ms(r.duration),
+                "error": r.error,
+            })
+        })
+        .collect();
+    let (outcome, error) = match result {
+        Ok(Outcome::Passed) => ("passed", serde_json::Value::Null),
+        Ok(Outcome::NeedNet) => ("neednet", serde_json::Value::Null),
+        Err(f) => (
+            "failed",
+            serde_json::json!({
+                "operation": f.operation,
+                "rootCause": f.root_cause(),
+                "path": f.path.as_ref().map(|p| p.to_string()),
+                "hint": f.hint,
+                "details": f.chain(),
+            }),
+        ),
+    };
+    serde_json::json!({
+        "stage": stage.name(),
+        "result": outcome,
+        "startedAt": started
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        "durationMs": ms(took),
+        "operations": operations,
+        "error": error,
+    })
+}
+
+/// Appends a stage run to the status file (`{"stages": [...]}`), atomically, mode 0600.
+fn append_status(path: &Path, entry: serde_json::Value) -> std::io::Result<()> {
+    let mut doc: serde_json::Value = match std::fs::read(path) {
+        Ok(b) => serde_json::from_slice(&b).unwrap_or_else(|_| serde_json::json!({})),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => serde_json::json!({}),
+        Err(e) => return Err(e),
+    };
+    if !doc.is_object() {
+        doc = serde_json::json!({});
+    }
+    let stages = doc
+        .as_object_mut()
+        .map(|o| o.entry("stages").or_insert_with(|| serde_json::json!([])));
+    match stages {
+        Some(serde_json::Value::Array(a)) => a.push(entry),
+        Some(other) => *other = serde_json::json!([entry]),
+        None => {}
+    }
+    let bytes = serde_json::to_vec_pretty(&doc).map_err(std::io::Error::other)?;
+    state::write_private_atomic(path, &bytes)
 }
 
 /// Creates the `-neednet` flag file (and its directory).

@@ -79,6 +79,7 @@ impl Machine {
             .env("IGNITION_SYSTEM_LOCAL_CONFIG_DIR", self.p("sys/etc"))
             .env("IGNITION_SYSTEM_CONFIG_DIR", self.p("sys/usr"))
             .env("EMBER_KARGS_HELPER", self.p("no-kargs-helper"))
+            .env("EMBER_STATUS_FILE", self.p("run/ember/status.json"))
             .env_remove("IGNITION_WRITE_AUTHORIZED_KEYS_FRAGMENT")
             .env_remove("EMBER_LOG");
         c
@@ -149,6 +150,11 @@ impl Machine {
 
     fn state(&self) -> serde_json::Value {
         serde_json::from_str(&std::fs::read_to_string(self.p("run/ignition/state")).unwrap())
+            .unwrap()
+    }
+
+    fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(self.p("run/ember/status.json")).unwrap())
             .unwrap()
     }
 
@@ -286,6 +292,25 @@ fn every_stage_as_the_dracut_units_run_it() {
         .count();
     assert_eq!(bases, 7);
     assert!(state["luksPersistKeyFiles"].is_object());
+    // Ember's status file: one entry per stage run.
+    let status = m.status();
+    let runs = status["stages"].as_array().unwrap();
+    let names: Vec<&str> = runs.iter().map(|r| r["stage"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "fetch-offline",
+            "fetch",
+            "kargs",
+            "disks",
+            "mount",
+            "files",
+            "umount"
+        ]
+    );
+    assert!(runs
+        .iter()
+        .all(|r| r["result"] == "passed" && r["error"].is_null()));
     let state_text = std::fs::read_to_string(m.p("run/ignition/state")).unwrap();
     assert!(!state_text.contains(SECRET_PAYLOAD));
     m.assert_no_secrets();
@@ -368,6 +393,7 @@ fn neednet_from_fetch_offline() {
     assert!(m.neednet());
     assert!(m.cache().is_none());
     assert!(server.requests().is_empty());
+    assert_eq!(m.status()["stages"][0]["result"], "neednet");
     ok(&m.ignition("fetch"));
     assert_eq!(
         m.cache_json()["kernelArguments"]["shouldExist"][0],
@@ -739,6 +765,26 @@ fn kargs_stage_and_its_helper() {
         "{}",
         r.stdout
     );
+    let status = m.status();
+    let last = status["stages"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["stage"], "kargs");
+    assert_eq!(last["result"], "failed");
+    assert_eq!(last["error"]["path"], "$.kernelArguments");
+    assert!(last["error"]["rootCause"]
+        .as_str()
+        .unwrap()
+        .contains("does not exist"));
+    let op = &last["operations"][0];
+    assert_eq!(op["number"], 1);
+    assert!(op["description"]
+        .as_str()
+        .unwrap()
+        .starts_with("updating kernel arguments"));
+    assert!(
+        op["error"].as_str().unwrap().contains("does not exist"),
+        "{op}"
+    );
+    assert!(op["durationMs"].is_u64());
 
     let helper = m.kargs_helper(0);
     let envs = [("EMBER_KARGS_HELPER", helper.to_str().unwrap())];
