@@ -15,7 +15,8 @@
 //! 5. runs the stage's body with a fetcher configured from the config's timeouts, CA bundles
 //!    and proxy;
 //! 6. on success appends `{"kind":"base","source":"system"}` to the state and saves it; then
-//!    tells the provider how the stage went.
+//!    tells the provider how the stage went. Every run, passed or failed, is also appended to
+//!    Ember's status file (`/run/ember/status.json`) with its operations and their durations.
 //!
 //! In fetch-offline the fetcher is offline. When the provider, a referenced config, a CA bundle
 //! or (in the stage body) any resource, tang server without advertisement or custom clevis pin
