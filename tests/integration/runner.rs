@@ -1211,3 +1211,57 @@ fn personalities_by_name() {
         assert!(r.stdout.contains(cmd), "{cmd}: {}", r.stdout);
     }
 }
+
+#[test]
+fn logs_go_to_syslog_without_log_to_stdout() {
+    crate::harness::require_root();
+    use std::os::unix::net::UnixDatagram;
+    let m = Machine::new("syslog");
+    m.config(&secret_config());
+    let sock_path = m.p("log.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    // A private /dev in a mount namespace, whose /dev/log is our socket.
+    let script = format!(
+        "mount -t tmpfs none /dev && ln -s '{}' /dev/log && exec \"$0\" \"$@\"",
+        sock_path.display()
+    );
+    let mut c = m.base_cmd(Path::new("unshare"));
+    c.args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .arg(m.p("bin/ignition"))
+        .args([
+            "-platform=file",
+            "-stage=fetch-offline",
+            &format!("-config-cache={}", m.p("run/ignition.json").display()),
+            &format!("-state-file={}", m.p("run/ignition/state").display()),
+            &format!("-neednet={}", m.p("run/ignition/neednet").display()),
+        ]);
+    let r = m.run(c);
+    ok(&r);
+    assert!(r.stdout.is_empty(), "logs went to stdout: {}", r.stdout);
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    while let Ok(n) = sock.recv(&mut buf) {
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        if got
+            .last()
+            .unwrap()
+            .ends_with("Ignition finished successfully")
+        {
+            break;
+        }
+    }
+    assert!(
+        got.iter()
+            .any(|l| l.starts_with("<30>ignition[") && l.ends_with("]: Stage: fetch-offline")),
+        "{got:?}"
+    );
+    assert!(
+        got.iter()
+            .any(|l| l.ends_with("]: fetch-offline: fetch-offline passed")),
+        "{got:?}"
+    );
+    let all = got.join("\n");
+    assert!(!all.contains(SECRET_PAYLOAD) && !all.contains("EMBERSECRETHASH"));
+}
