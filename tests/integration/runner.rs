@@ -43,6 +43,18 @@ impl Machine {
             "BOOT_IMAGE=/vmlinuz root=/dev/vda4 quiet\n",
         )
         .unwrap();
+        // A minimal target system, so that the files stage can add users to it.
+        for (path, text) in [
+            ("root/etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"),
+            ("root/etc/group", "root:x:0:\n"),
+            ("root/etc/shadow", "root:*:19000:0:99999:7:::\n"),
+            ("root/etc/gshadow", "root:*::\n"),
+        ] {
+            let p = dir.path().join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, text).unwrap();
+        }
+        std::fs::create_dir_all(dir.path().join("root/home")).unwrap();
         for name in ["ignition", "ignition-apply"] {
             std::os::unix::fs::symlink(ember_bin(), dir.path().join("bin").join(name)).unwrap();
         }
