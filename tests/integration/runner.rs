@@ -1277,3 +1277,129 @@ fn logs_go_to_syslog_without_log_to_stdout() {
     let all = got.join("\n");
     assert!(!all.contains(SECRET_PAYLOAD) && !all.contains("EMBERSECRETHASH"));
 }
+
+/// A CA and an HTTPS server on 127.0.0.1 with a certificate it signed.
+fn https_server(
+    handler: impl Fn(&crate::harness::HttpRequest, &mut dyn crate::harness::Conn)
+        + Send
+        + Sync
+        + 'static,
+) -> (String, HttpServer) {
+    use std::sync::Arc;
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "Ember runner test CA");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+        .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()).into(),
+            )
+            .unwrap(),
+    );
+    let server = HttpServer::start_with(
+        move |tcp| {
+            let conn = rustls::ServerConnection::new(config.clone()).ok()?;
+            let mut s = rustls::StreamOwned::new(conn, tcp);
+            while s.conn.is_handshaking() {
+                s.conn.complete_io(&mut s.sock).ok()?;
+            }
+            Some(Box::new(s))
+        },
+        handler,
+    );
+    (ca.pem(), server)
+}
+
+#[test]
+fn certificate_authorities_apply_to_later_fetches_and_are_inlined() {
+    let (ca_pem, tls) = https_server(|_, conn| {
+        respond(
+            conn,
+            200,
+            &[],
+            kargs_config(&["over-https"], &[]).as_bytes(),
+        );
+    });
+    let pem = ca_pem.clone();
+    let plain = HttpServer::start(move |_, conn| respond(conn, 200, &[], pem.as_bytes()));
+    let merged = format!("https://127.0.0.1:{}/m.ign", tls.port());
+    let m = Machine::new("tls");
+
+    // Without the CA the server is not trusted.
+    m.config(
+        &serde_json::json!({
+            "ignition": {"version": "3.4.0", "config": {"merge": [{"source": merged}]}}
+        })
+        .to_string(),
+    );
+    let r = m.ignition("fetch");
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("unknown authority"), "{}", r.stderr);
+
+    // A CA fetched over http, given by a merged child, applies to the merges after it.
+    let child = serde_json::json!({
+        "ignition": {"version": "3.4.0", "security": {"tls": {"certificateAuthorities": [
+            {"source": plain.url("/ca.pem"), "verification": {"hash": sha512(ca_pem.as_bytes())}}
+        ]}}}
+    })
+    .to_string();
+    m.config(
+        &serde_json::json!({
+            "ignition": {"version": "3.4.0", "config": {"merge": [
+                {"source": data_url(&child)},
+                {"source": merged}
+            ]}}
+        })
+        .to_string(),
+    );
+    let r = m.ignition("fetch");
+    ok(&r);
+    let cache = m.cache_json();
+    assert_eq!(
+        cache["kernelArguments"]["shouldExist"],
+        serde_json::json!(["over-https"])
+    );
+    // The CA is in the cache as a data: URL, so later stages need no network for it.
+    let ca = &cache["ignition"]["security"]["tls"]["certificateAuthorities"][0];
+    let src = ca["source"].as_str().unwrap();
+    let b64 = src.strip_prefix("data:;base64,").expect("inlined CA");
+    let decoded = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, b64).unwrap();
+    assert_eq!(decoded, ca_pem.as_bytes());
+    let fetched_ca = plain.requests().len();
+    drop(plain);
+    let helper = m.kargs_helper(0);
+    ok(&m.ignition_with("kargs", &[("EMBER_KARGS_HELPER", helper.to_str().unwrap())]));
+    assert_eq!(m.kargs_args(), ["--should-exist", "over-https"]);
+    assert!(fetched_ca >= 1);
+
+    // A CA that is not a certificate bundle fails the stage.
+    m.config(
+        &serde_json::json!({
+            "ignition": {"version": "3.4.0", "security": {"tls": {"certificateAuthorities": [
+                {"source": "data:,not%20a%20certificate"}
+            ]}}}
+        })
+        .to_string(),
+    );
+    let r = m.ignition("fetch");
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stderr.contains("certificate authority bundle"),
+        "{}",
+        r.stderr
+    );
+}
