@@ -154,6 +154,59 @@ pub fn set_prefix(prefix: Option<&str>) {
     }
 }
 
+/// journald's native socket.
+pub const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
+
+/// Encodes journal fields in journald's native format: `KEY=value\n`, or, for values with a
+/// newline, `KEY\n`, the length as 64-bit little endian, the value and `\n`.
+pub fn journal_datagram(fields: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (k, v) in fields {
+        out.extend_from_slice(k.as_bytes());
+        if v.contains('\n') {
+            out.push(b'\n');
+            out.extend_from_slice(&(v.len() as u64).to_le_bytes());
+        } else {
+            out.push(b'=');
+        }
+        out.extend_from_slice(v.as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
+
+/// Sends a structured entry to the journal at `socket` (best effort: no journal, no entry).
+pub fn journal_send_to(
+    socket: &Path,
+    priority: log::Level,
+    message: &str,
+    fields: &[(&str, &str)],
+) {
+    let Some(sock) = connect_syslog(socket) else {
+        return;
+    };
+    let severity = match priority {
+        log::Level::Error => "2",
+        log::Level::Warn => "4",
+        log::Level::Info => "6",
+        log::Level::Debug | log::Level::Trace => "7",
+    };
+    let mut all: Vec<(&str, &str)> = vec![
+        ("MESSAGE", message),
+        ("PRIORITY", severity),
+        ("SYSLOG_IDENTIFIER", SYSLOG_IDENT),
+    ];
+    all.extend_from_slice(fields);
+    let _ = sock.send(&journal_datagram(&all));
+}
+
+/// Sends a structured entry to the journal, as Ignition does for facts that tools look up by
+/// `MESSAGE_ID` (fetched configs, written SSH keys). Callers pass no secrets. The entry comes
+/// in addition to the ordinary log line, which callers log themselves.
+pub fn journal_send(priority: log::Level, message: &str, fields: &[(&str, &str)]) {
+    journal_send_to(Path::new(JOURNAL_SOCKET), priority, message, fields);
+}
+
 impl log::Log for Logger {
     fn enabled(&self, metadata: &log::Metadata) -> bool {
         metadata.level() <= log::max_level()
@@ -220,6 +273,33 @@ mod tests {
         let d = format_syslog(log::Level::Info, "", &long);
         assert!(d.len() <= SYSLOG_MAX);
         assert!(String::from_utf8(d).is_ok());
+    }
+
+    #[test]
+    fn journal_entries() {
+        assert_eq!(
+            journal_datagram(&[("MESSAGE", "hi"), ("X", "a\nb")]),
+            b"MESSAGE=hi\nX\n\x03\0\0\0\0\0\0\0a\nb\n"
+        );
+        let dir = std::env::temp_dir().join(format!("ember-journal-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("socket");
+        let server = UnixDatagram::bind(&path).unwrap();
+        journal_send_to(
+            &path,
+            log::Level::Info,
+            "fetched",
+            &[("IGNITION_CONFIG_TYPE", "user")],
+        );
+        let mut buf = [0u8; 512];
+        let n = server.recv(&mut buf).unwrap();
+        assert_eq!(
+            &buf[..n],
+            b"MESSAGE=fetched\nPRIORITY=6\nSYSLOG_IDENTIFIER=ignition\nIGNITION_CONFIG_TYPE=user\n"
+        );
+        // No journal: nothing happens.
+        journal_send_to(&dir.join("missing"), log::Level::Info, "x", &[]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -275,8 +275,14 @@ fn run_stage(
     let base = load_base(&opts.dirs, &opts.settings.platform);
 
     let (user, fetcher) = if stage.acquires_config() {
+        let before = state.fetched_configs.len();
         match acquire(opts, state, provider, provider_err, base_opts) {
-            Ok(x) => x,
+            Ok(x) => {
+                for c in &state.fetched_configs[before..] {
+                    journal_fetched(c);
+                }
+                x
+            }
             Err(Acq::NeedNet(what)) if stage == Stage::FetchOffline => {
                 log::info!("fetch-offline: {what} needs the network");
                 signal_neednet(&opts.neednet)?;
@@ -402,6 +408,27 @@ fn append_status(path: &Path, entry: serde_json::Value) -> std::io::Result<()> {
     }
     let bytes = serde_json::to_vec_pretty(&doc).map_err(std::io::Error::other)?;
     state::write_private_atomic(path, &bytes)
+}
+
+/// Ignition's journal entry for a fetched config (tools look it up by `MESSAGE_ID`).
+pub const FETCHED_CONFIG_MESSAGE_ID: &str = "57124006b5c94805b77ce473e92a8aeb";
+
+fn journal_fetched(c: &FetchedConfig) {
+    let referenced = if c.referenced { "referenced " } else { "" };
+    let message = format!("fetched {referenced}{} config from {:?}", c.kind, c.source);
+    crate::logging::journal_send(
+        log::Level::Info,
+        &message,
+        &[
+            ("MESSAGE_ID", FETCHED_CONFIG_MESSAGE_ID),
+            ("IGNITION_CONFIG_TYPE", &c.kind),
+            ("IGNITION_CONFIG_SRC", &c.source),
+            (
+                "IGNITION_CONFIG_REFERENCED",
+                if c.referenced { "true" } else { "false" },
+            ),
+        ],
+    );
 }
 
 /// Creates the `-neednet` flag file (and its directory).

@@ -1234,10 +1234,18 @@ fn logs_go_to_syslog_without_log_to_stdout() {
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(std::time::Duration::from_secs(5)))
         .unwrap();
-    // A private /dev in a mount namespace, whose /dev/log is our socket.
+    let journal_path = m.p("journal.sock");
+    let journal = UnixDatagram::bind(&journal_path).unwrap();
+    journal
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    // A private /dev and /run in a mount namespace, whose /dev/log and journal socket are ours.
     let script = format!(
-        "mount -t tmpfs none /dev && ln -s '{}' /dev/log && exec \"$0\" \"$@\"",
-        sock_path.display()
+        "mount -t tmpfs none /dev && ln -s '{}' /dev/log && \
+         mount -t tmpfs none /run && mkdir -p /run/systemd/journal && \
+         ln -s '{}' /run/systemd/journal/socket && exec \"$0\" \"$@\"",
+        sock_path.display(),
+        journal_path.display()
     );
     let mut c = m.base_cmd(Path::new("unshare"));
     c.args(["--mount", "--propagation", "private", "sh", "-c", &script])
@@ -1276,6 +1284,19 @@ fn logs_go_to_syslog_without_log_to_stdout() {
     );
     let all = got.join("\n");
     assert!(!all.contains(SECRET_PAYLOAD) && !all.contains("EMBERSECRETHASH"));
+    // The structured journal entry tools look for.
+    let n = journal.recv(&mut buf).expect("a journal entry");
+    let entry = String::from_utf8_lossy(&buf[..n]).into_owned();
+    for field in [
+        "MESSAGE=fetched user config from \"file\"\n",
+        "MESSAGE_ID=57124006b5c94805b77ce473e92a8aeb\n",
+        "IGNITION_CONFIG_TYPE=user\n",
+        "IGNITION_CONFIG_SRC=file\n",
+        "IGNITION_CONFIG_REFERENCED=false\n",
+        "SYSLOG_IDENTIFIER=ignition\n",
+    ] {
+        assert!(entry.contains(field), "{field}: {entry}");
+    }
 }
 
 /// A CA and an HTTPS server on 127.0.0.1 with a certificate it signed.
