@@ -99,7 +99,14 @@ impl Options {
             settings,
             dirs: SystemDirs::from_env(),
             cmdline: cmdline::Source::default(),
-            endpoints: Endpoints::default(),
+            endpoints: {
+                let mut e = Endpoints::default();
+                // An empty IGNITION_CONFIG_FILE means the default, as in Ignition.
+                if e.config_file.as_os_str().is_empty() {
+                    e.config_file = PathBuf::from("config.ign");
+                }
+                e
+            },
             status_file: match std::env::var_os("EMBER_STATUS_FILE") {
                 Some(v) if v.is_empty() => None,
                 Some(v) => Some(PathBuf::from(v)),
