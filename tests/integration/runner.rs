@@ -55,7 +55,7 @@ impl Machine {
             std::fs::write(&p, text).unwrap();
         }
         std::fs::create_dir_all(dir.path().join("root/home")).unwrap();
-        for name in ["ignition", "ignition-apply"] {
+        for name in ["ignition", "ignition-apply", "ignition-rmcfg"] {
             std::os::unix::fs::symlink(ember_bin(), dir.path().join("bin").join(name)).unwrap();
         }
         Machine {
@@ -1217,6 +1217,26 @@ fn personalities_by_name() {
     let r = m.run(m.base_cmd(&other));
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("ember stage NAME"), "{}", r.stderr);
+    // ignition-rmcfg: only some platforms can delete their config.
+    let rmcfg = |args: &[&str]| {
+        let mut c = m.base_cmd(&m.p("bin/ignition-rmcfg"));
+        c.args(args);
+        m.run(c)
+    };
+    let r = rmcfg(&["-platform=file", "-log-to-stdout"]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.stderr.contains("cannot delete config on platform file"),
+        "{}",
+        r.stderr
+    );
+    let r = rmcfg(&[]);
+    assert_eq!(
+        (r.code, r.stderr.as_str()),
+        (2, "'--platform' must be provided\n")
+    );
+    assert_eq!(rmcfg(&["-platform=nope"]).code, 2);
+
     let r = m.ember(&["help"]);
     ok(&r);
     for cmd in ["ember stage", "ember run", "ember apply"] {
