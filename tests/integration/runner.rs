@@ -1125,6 +1125,8 @@ fn ember_apply_and_ignition_apply() {
     full["storage"]["disks"] = serde_json::json!([{"device": "/dev/vdz", "wipeTable": true}]);
     full["kernelArguments"] = serde_json::json!({"shouldExist": ["quiet"]});
     m.config(&full.to_string());
+    let tree = m.p("tree2");
+    std::fs::create_dir_all(&tree).unwrap();
     let r = m.ember(&[
         "apply",
         "--root",
@@ -1132,6 +1134,11 @@ fn ember_apply_and_ignition_apply() {
         cfg.to_str().unwrap(),
     ]);
     assert_eq!(r.code, 1, "{}", r.all());
+    assert_eq!(
+        std::fs::read_dir(&tree).unwrap().count(),
+        0,
+        "a refused config writes nothing"
+    );
     for entry in [
         "$.storage.disks.0 (disk \"/dev/vdz\")",
         "$.kernelArguments",
@@ -1155,6 +1162,8 @@ fn ember_apply_and_ignition_apply() {
     );
 
     // --offline: a remote resource is an error.
+    let tree = m.p("tree3");
+    std::fs::create_dir_all(&tree).unwrap();
     m.config(
         &serde_json::json!({
             "ignition": {"version": "3.4.0"},
@@ -1190,6 +1199,8 @@ fn ember_apply_and_ignition_apply() {
     );
 
     // ignition-apply: pflag-style flags, only in a container.
+    let tree = m.p("tree4");
+    std::fs::create_dir_all(&tree).unwrap();
     m.config(&kargs_config(&[], &[]));
     let mut c = m.base_cmd(&m.p("bin/ignition-apply"));
     c.args(["--root", tree.to_str().unwrap(), cfg.to_str().unwrap()])
