@@ -1333,7 +1333,14 @@ pub fn unused_keys(cfg: &Config, spec: Spec, doc: &Doc) -> Report {
                 }
             };
             let Kind::Object(members) = &node.kind else {
-                report.push(mismatch(path));
+                // In 3.2 `luks.clevis` and `clevis.custom` are Go pointers: null leaves them
+                // nil, and Ignition walks nothing there (reference §1.1 and §1.2, 3.2 shapes).
+                let nil_pointer = spec == Spec::V3_2
+                    && matches!(desc.go_name, "Clevis" | "ClevisCustom")
+                    && matches!(node.kind, Kind::Null);
+                if !nil_pointer {
+                    report.push(mismatch(path));
+                }
                 pruned.push(path.clone());
                 return;
             };
