@@ -165,6 +165,7 @@ pub fn parse(raw: &[u8]) -> Parsed {
         );
     }
     report.extend(validate::mode_checks(&cfg));
+    report.extend(validate::boot_time_checks(&cfg, spec));
     translate(&mut cfg, spec, &mut report);
     report.extend(validate::whole_config_checks(&cfg));
     report.correlate(Some(&doc), raw);

@@ -1542,6 +1542,36 @@ pub fn mode_checks(cfg: &Config) -> Report {
     report
 }
 
+/// Ember's checks of rules Ignition applies only at boot: configs of old specs are validated
+/// with their own rules, but the engine validates the rendered config again with the latest
+/// rules (reference §1.1), so an empty link target passes `ignition-validate` for 3.0.0–3.2.0
+/// and fails at boot.
+pub fn boot_time_checks(cfg: &Config, spec: Spec) -> Report {
+    let mut report = Report::default();
+    if spec >= Spec::V3_3 {
+        return report;
+    }
+    for (i, l) in cfg.storage.links.iter().enumerate() {
+        if nil_or_empty(&l.target) {
+            report.push(
+                ember_warning(
+                    JsonPath::root()
+                        .key("storage")
+                        .key("links")
+                        .index(i)
+                        .key("target"),
+                    "link-target-empty",
+                    format!(
+                        "link has no target: Ignition accepts this in spec {spec} but fails at boot, where the target is required"
+                    ),
+                )
+                .with_hint("say what the link points to with \"target\""),
+            );
+        }
+    }
+    report
+}
+
 /// A warning entry for things Ember points out.
 pub fn ember_warning(path: JsonPath, code: &'static str, msg: impl Into<String>) -> Entry {
     Entry::new(Severity::Warning, path, code, msg).ember()
