@@ -1,3 +1,6 @@
 //! Ember's integration tests: one binary, one module per area.
 mod blockdev;
+mod config_rules;
+mod config_versions;
 mod harness;
+mod lint_support;
