@@ -227,6 +227,14 @@ pub fn lint_bytes(src: &[u8]) -> (Option<Spec>, Report) {
         }
         if had_children {
             for mut e in config::validate_runtime(&rendered.0).entries {
+                // What the config's own validation already reported is not news.
+                if report
+                    .entries
+                    .iter()
+                    .any(|o| o.source.is_none() && o.path == e.path && o.message == e.message)
+                {
+                    continue;
+                }
                 e.ember_only = true;
                 e.source = Some("the merged config".into());
                 e.message = format!("after merging: {}", e.message);
