@@ -3,4 +3,5 @@ mod blockdev;
 mod config_rules;
 mod config_versions;
 mod harness;
+mod lint_cli;
 mod lint_support;
