@@ -715,10 +715,12 @@ fn modes_are_masked_below_3_6() {
 // ---------------------------------------------------------------------------------------------
 // 3.7.0-experimental: virtiofs; accepted with an Ember warning.
 
+const V37_VIRTIOFS: &str = r#"{"ignition": {"version": "3.7.0-experimental"},
+"storage": {"filesystems": [{"device": "hostshare", "format": "virtiofs", "path": "/var/share"}]}}"#;
+
 #[test]
 fn v3_7_experimental_is_accepted_with_a_warning() {
-    let src = r#"{"ignition": {"version": "3.7.0-experimental"},
-"storage": {"filesystems": [{"device": "hostshare", "format": "virtiofs", "path": "/var/share"}]}}"#;
+    let src = V37_VIRTIOFS;
     let p = config::parse(src.as_bytes());
     assert_eq!(p.spec, Some(Spec::V3_7Exp));
     assert_eq!(p.report.ignition_entries().count(), 0);
@@ -975,27 +977,35 @@ fn version_type_errors_come_from_the_version_stub() {
     );
 }
 
+/// Every valid config above, with its version (the schema test checks them too).
+pub const VALID_CONFIGS: &[(Spec, &str)] = &[
+    (Spec::V3_0, V30_SERVICES),
+    (Spec::V3_0, V30_VAR_AND_FILES),
+    (Spec::V3_0, V30_RAID),
+    (Spec::V3_0, V30_REPLACE_USERS),
+    (Spec::V3_1, V31_MERGE_PROXY),
+    (Spec::V3_1, V31_STORAGE),
+    (Spec::V3_2, V32_LUKS),
+    (Spec::V3_3, V33_KARGS),
+    (Spec::V3_4, V34_ARN_LUKS),
+    (Spec::V3_5, V35_CEX),
+    (Spec::V3_6, V36_MODES),
+    (Spec::V3_7Exp, V37_VIRTIOFS),
+];
+
 /// Every valid config of one version, with only its version string changed, is a valid config
 /// of each later stable version and translates to the same internal model: later versions only
 /// add fields and relax rules (3.4.0's dropped tang advertisements aside, which none of these
 /// use). This gives every version several valid configs.
 #[test]
 fn valid_configs_stay_valid_in_later_versions() {
-    let all: &[(Spec, &str)] = &[
-        (Spec::V3_0, V30_SERVICES),
-        (Spec::V3_0, V30_VAR_AND_FILES),
-        (Spec::V3_0, V30_RAID),
-        (Spec::V3_0, V30_REPLACE_USERS),
-        (Spec::V3_1, V31_MERGE_PROXY),
-        (Spec::V3_1, V31_STORAGE),
-        (Spec::V3_2, V32_LUKS),
-        (Spec::V3_3, V33_KARGS),
-        (Spec::V3_4, V34_ARN_LUKS),
-        (Spec::V3_5, V35_CEX),
-        (Spec::V3_6, V36_MODES),
-    ];
+    let all: Vec<(Spec, &str)> = VALID_CONFIGS
+        .iter()
+        .copied()
+        .filter(|(s, _)| !s.is_experimental())
+        .collect();
     let mut per_version = std::collections::HashMap::new();
-    for (from, src) in all {
+    for (from, src) in &all {
         let original = clean(*from, src);
         for to in Spec::STABLE.iter().filter(|s| *s >= from) {
             let moved = src.replacen(

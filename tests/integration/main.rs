@@ -1,6 +1,7 @@
 //! Ember's integration tests: one binary, one module per area.
 mod blockdev;
 mod config_rules;
+mod config_schema;
 mod config_versions;
 mod harness;
 mod lint_cli;
