@@ -1312,6 +1312,20 @@ fn keys_match_case_insensitively() {
 }
 
 #[test]
+fn required_is_not_enforced_by_the_decoder() {
+    // Go's decoder ignores `required`: an empty entry decodes, and validation reports what is
+    // missing at the entry (col 2 on its line).
+    check(
+        &cfg("3.6.0", "\n\"storage\": {\"files\": [\n{}\n], \"disks\": [\n{}\n]},\n\"systemd\": {\"units\": [\n{}\n]}"),
+        &[
+            "error at $.storage.disks.0.device, line 5 col 2: disk device is required",
+            "error at $.storage.files.0.path, line 3 col 2: path not specified",
+            "error at $.systemd.units.0.name, line 8 col 2: invalid systemd unit extension",
+        ],
+    );
+}
+
+#[test]
 fn duplicate_keys_last_wins() {
     // `"storage": {"files": [{"path": "/a", "path": "rel"}]}`: the second path at col 46.
     check(

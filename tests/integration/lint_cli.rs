@@ -982,3 +982,109 @@ fn many_findings_on_one_long_line() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The ignition-validate command line, and the documentation of rule codes
+
+#[test]
+fn ignition_validate_command_line() {
+    let dir = TempDir::new("ivcli");
+    let clean = example("clean.ign");
+    let r = ignition_validate(&[&clean], None);
+    r.expect_code(0);
+    assert_eq!((r.stdout.as_str(), r.stderr.as_str()), ("", ""));
+    let r = ignition_validate(&[&example("mistakes.ign")], None);
+    r.expect_code(1);
+    assert_eq!(
+        r.lines()[0],
+        "error at $.storage.files.0.path, line 8 col 16: path not absolute"
+    );
+    // Usage errors.
+    for args in [&[][..], &[clean.as_str(), clean.as_str()]] {
+        let r = ignition_validate(args, None);
+        r.expect_code(1);
+        assert!(
+            r.stderr
+                .starts_with("Usage:\n  ignition-validate [flags] config.ign\n"),
+            "{}",
+            r.stderr
+        );
+        assert_eq!(r.stdout, "");
+    }
+    let r = ignition_validate(&["-strict", &clean], None);
+    r.expect_code(2);
+    assert!(
+        r.stderr
+            .starts_with("flag provided but not defined: -strict\n"),
+        "{}",
+        r.stderr
+    );
+    let r = ignition_validate(&["-version"], None);
+    r.expect_code(0);
+    assert!(r.stdout.starts_with("Ignition v"), "{}", r.stdout);
+    // Unreadable files, in Go's words.
+    let missing = dir.path().join("missing.ign");
+    let r = ignition_validate(&[missing.to_str().unwrap()], None);
+    r.expect_code(1);
+    assert_eq!(
+        r.stderr,
+        format!(
+            "couldn't read config: open {}: no such file or directory\n",
+            missing.display()
+        )
+    );
+    let r = ignition_validate(&[dir.path().to_str().unwrap()], None);
+    r.expect_code(1);
+    assert_eq!(
+        r.stderr,
+        format!(
+            "couldn't read config: read {}: is a directory\n",
+            dir.path().display()
+        )
+    );
+}
+
+#[test]
+fn docs_list_every_rule_code() {
+    // Codes are the hyphenated string literals of the validator, the parser and the linter
+    // (plus three one-word codes).
+    let mut in_source = std::collections::BTreeSet::new();
+    for f in [
+        "src/config/validate.rs",
+        "src/config/mod.rs",
+        "src/cli/lint.rs",
+    ] {
+        let text = std::fs::read_to_string(format!("{}/{f}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        for lit in text.split('"').skip(1).step_by(2) {
+            let code_like = lit.contains('-')
+                && !lit.starts_with('-')
+                && !lit.ends_with('-')
+                && !lit.contains("--")
+                && lit
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+            if code_like {
+                in_source.insert(lit.to_string());
+            }
+        }
+    }
+    for c in ["duplicate", "empty", "gzip"] {
+        in_source.insert(c.to_string());
+    }
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/linter.md")).unwrap();
+    let section =
+        &doc[doc.find("## Rule codes").unwrap()..doc.find("## `ignition-validate` mode").unwrap()];
+    let documented: std::collections::BTreeSet<String> = section
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .map(str::to_string)
+        .collect();
+    let undocumented: Vec<&String> = in_source.difference(&documented).collect();
+    let stale: Vec<&String> = documented.difference(&in_source).collect();
+    assert!(
+        undocumented.is_empty() && stale.is_empty(),
+        "docs/linter.md's rule table is out of date: undocumented {undocumented:?}, no longer used {stale:?}"
+    );
+}
