@@ -1019,6 +1019,23 @@ fn units_and_dropins() {
 }
 
 #[test]
+fn unit_lines_longer_than_systemd_allows() {
+    // go-systemd reads lines of at most 2048 bytes. `{"name": "l.service", "contents": "` puts
+    // the contents at col 35.
+    let line = |n: usize| {
+        cfg(
+            "3.6.0",
+            &format!("\n\"systemd\": {{\"units\": [\n{{\"name\": \"l.service\", \"contents\": \"[Service]\\nX={}\"}}\n]}}", "a".repeat(n)),
+        )
+    };
+    check(&line(2000), &[]);
+    check(
+        &line(2100),
+        &["error at $.systemd.units.0.contents, line 3 col 35: invalid unit content: line too long (max 2048 bytes)"],
+    );
+}
+
+#[test]
 fn enabled_unit_with_unparseable_contents() {
     // The contents error and the missing [Install] warning are independent rules; both apply.
     check(
