@@ -265,35 +265,8 @@ impl Client<'_> {
         })
     }
 
-    fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, Error> {
-        if let Some((_, ip)) = self
-            .hosts
-            .iter()
-            .find(|(h, _)| h.eq_ignore_ascii_case(host))
-        {
-            return Ok(vec![SocketAddr::new(*ip, port)]);
-        }
-        if let Ok(ip) = host.parse::<IpAddr>() {
-            return Ok(vec![SocketAddr::new(ip, port)]);
-        }
-        let addrs: Vec<SocketAddr> = (host, port)
-            .to_socket_addrs()
-            .map_err(|source| Error::Resolve {
-                host: host.into(),
-                source,
-            })?
-            .collect();
-        if addrs.is_empty() {
-            return Err(Error::Resolve {
-                host: host.into(),
-                source: io::Error::new(io::ErrorKind::NotFound, "no addresses"),
-            });
-        }
-        Ok(addrs)
-    }
-
     fn connect(&self, host: &str, port: u16, until: Option<Instant>) -> Result<TcpStream, Error> {
-        let addrs = self.resolve(host, port)?;
+        let addrs = resolve(self.hosts, host, port)?;
         let mut last = io::Error::new(io::ErrorKind::TimedOut, "connect deadline passed");
         for addr in addrs {
             let mut timeout = CONNECT_TIMEOUT;
@@ -513,6 +486,53 @@ impl Client<'_> {
             },
         })
     }
+}
+
+/// Name to addresses: static `hosts` entries first, then literals (IPv6 zones included), then
+/// the system resolver (glibc's `files` and `dns`, which work in a static binary).
+pub(crate) fn resolve(
+    hosts: &[(String, IpAddr)],
+    host: &str,
+    port: u16,
+) -> Result<Vec<SocketAddr>, Error> {
+    if let Some((_, ip)) = hosts.iter().find(|(h, _)| h.eq_ignore_ascii_case(host)) {
+        return Ok(vec![SocketAddr::new(*ip, port)]);
+    }
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    if let Some((addr, zone)) = host.split_once('%') {
+        if let Ok(addr) = addr.parse::<std::net::Ipv6Addr>() {
+            let scope = zone.parse::<u32>().ok().or_else(|| {
+                std::fs::read_to_string(format!("/sys/class/net/{zone}/ifindex"))
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok())
+            });
+            let Some(scope) = scope.filter(|_| !zone.contains('/')) else {
+                return Err(Error::Resolve {
+                    host: host.into(),
+                    source: io::Error::new(io::ErrorKind::NotFound, "unknown network interface"),
+                });
+            };
+            return Ok(vec![SocketAddr::V6(std::net::SocketAddrV6::new(
+                addr, port, 0, scope,
+            ))]);
+        }
+    }
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|source| Error::Resolve {
+            host: host.into(),
+            source,
+        })?
+        .collect();
+    if addrs.is_empty() {
+        return Err(Error::Resolve {
+            host: host.into(),
+            source: io::Error::new(io::ErrorKind::NotFound, "no addresses"),
+        });
+    }
+    Ok(addrs)
 }
 
 fn header_deadline(limits: &Limits) -> Option<Instant> {
@@ -896,6 +916,25 @@ mod tests {
             ),
             Ok(Framing::Chunked(None))
         );
+    }
+
+    #[test]
+    fn resolving_literals_zones_and_static_hosts() {
+        let hosts = [("meta.test".to_string(), IpAddr::from([10, 0, 0, 1]))];
+        assert_eq!(
+            resolve(&hosts, "META.test", 80).unwrap(),
+            vec![SocketAddr::from(([10, 0, 0, 1], 80))]
+        );
+        assert_eq!(
+            resolve(&[], "::1", 8).unwrap(),
+            vec!["[::1]:8".parse::<SocketAddr>().unwrap()]
+        );
+        match resolve(&[], "fe80::1%lo", 80).unwrap()[0] {
+            SocketAddr::V6(a) => assert_eq!(a.scope_id(), 1, "lo is interface 1"),
+            other => panic!("{other}"),
+        }
+        assert!(resolve(&[], "fe80::1%nosuchif0", 80).is_err());
+        assert!(resolve(&[], "fe80::1%../x", 80).is_err());
     }
 
     #[test]

@@ -947,7 +947,17 @@ impl Fetcher {
                         reason: "missing host".into(),
                     });
                 }
-                let extra = configured_headers(res)?;
+                let mut extra = configured_headers(res)?;
+                // Like Go's client: credentials in the URL become basic auth, unless the config
+                // sets an Authorization header itself.
+                if let Some(userinfo) = &url.userinfo {
+                    if !extra
+                        .iter()
+                        .any(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+                    {
+                        extra.insert(0, ("Authorization".into(), Some(url::basic_auth(userinfo))));
+                    }
+                }
                 self.fetch_http(res, sink, &limits, &|| Ok((url.clone(), extra.clone())))
             }
             "gs" => {

@@ -107,6 +107,22 @@ fn configured_headers_replace_defaults_by_name() {
 }
 
 #[test]
+fn credentials_in_the_url_become_basic_auth_and_are_never_shown() {
+    let server = HttpServer::start(|_, w| respond(w, 401, &[], b""));
+    let f = fetcher(opts());
+    let url = format!("http://ember:s%40cret@{}/private?token=hidden", server.addr);
+    let err = f.fetch_bytes(&Resource::new(url), 100).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("http://{}/private returned http status 401", server.addr)
+    );
+    let req = &server.requests()[0];
+    // base64("ember:s@cret")
+    assert_eq!(req.header("authorization"), Some("Basic ZW1iZXI6c0BjcmV0"));
+    assert_eq!(req.target, "/private?token=hidden");
+}
+
+#[test]
 fn user_agent_can_be_turned_off_and_put_sends_a_body() {
     let server = HttpServer::start(ok(b"tok"));
     let f = fetcher(Options {

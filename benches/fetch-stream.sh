@@ -1,0 +1,45 @@
+#!/bin/bash
+# Benchmark (not a test): stream 1 GiB from a local HTTP server with sha512 verification to disk,
+# through Fetcher::fetch_to_file_atomic. Measures, in the same run:
+#   - plain sha512 throughput on one core (the ceiling: hashing is the bottleneck),
+#   - the fetch's throughput and its peak RSS.
+# Targets: peak RSS <= 16 MiB, fetch throughput >= 90 % of plain sha512.
+# Usage: benches/fetch-stream.sh [size, default 1G]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIZE=${1:-1G}
+
+BIN=$(cargo bench --bench fetch-bench --no-run --message-format=json 2>/dev/null |
+  jq -r 'select(.reason == "compiler-artifact" and .target.name == "fetch-bench" and .executable != null) | .executable' | tail -1)
+WORK=$(mktemp -d "${TMPDIR:-/var/tmp}/ember-fetch-stream.XXXXXX")
+SERVER=
+cleanup() { [ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null; rm -rf "$WORK"; }
+trap cleanup EXIT
+
+mkdir "$WORK/src" "$WORK/out"
+head -c "$SIZE" /dev/urandom > "$WORK/src/big"
+BYTES=$(stat -c %s "$WORK/src/big")
+HASH=$(sha512sum "$WORK/src/big" | cut -d' ' -f1)   # also warms the page cache
+sync   # so that writing back the source does not slow down the measured writes
+
+"$BIN" serve "$WORK/src" > "$WORK/port" &
+SERVER=$!
+for _ in $(seq 50); do [ -s "$WORK/port" ] && break; sleep 0.1; done
+PORT=$(cat "$WORK/port")
+
+echo "# $BYTES bytes, $(nproc) cores"
+"$BIN" sha512 "$BYTES" | tee "$WORK/base"
+"$BIN" fetch "http://127.0.0.1:$PORT/big" "$WORK/out/big" "$HASH" | tee "$WORK/fetch"
+cmp "$WORK/src/big" "$WORK/out/big"
+
+get() { sed -n "s/^$2=//p" "$WORK/$1"; }
+BASE=$(get base sha512_mib_per_s)
+GOT=$(get fetch fetch_mib_per_s)
+RSS=$(get fetch fetch_peak_rss_kib)
+RATIO=$(echo "$GOT $BASE" | awk '{ printf "%.1f", 100 * $1 / $2 }')
+echo "throughput_ratio_percent=$RATIO"
+FAIL=0
+awk -v r="$RATIO" 'BEGIN { exit !(r >= 90) }' || { echo "FAIL: throughput below 90 % of sha512"; FAIL=1; }
+[ "$RSS" -le 16384 ] || { echo "FAIL: peak RSS above 16 MiB"; FAIL=1; }
+[ "$FAIL" = 0 ] && echo "PASS: peak RSS ${RSS} KiB <= 16384 KiB, throughput ${RATIO} % >= 90 %"
+exit "$FAIL"
