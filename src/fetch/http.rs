@@ -62,6 +62,8 @@ enum Fired {
 struct Timer {
     idle: Cell<Option<Duration>>,
     until: Cell<Option<Instant>>,
+    /// Which limit the socket timeout of the current operation comes from.
+    binding: Cell<Option<Fired>>,
     fired: Cell<Option<Fired>>,
 }
 
@@ -75,26 +77,24 @@ impl Timer {
     /// The socket timeout for the next operation, or TimedOut if the deadline has passed.
     fn next_timeout(&self) -> io::Result<Option<Duration>> {
         let mut timeout = self.idle.get();
+        let mut binding = timeout.map(|_| Fired::Idle);
         if let Some(until) = self.until.get() {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 self.fired.set(Some(Fired::Until));
                 return Err(io::ErrorKind::TimedOut.into());
             }
-            if timeout.is_none_or(|t| left < t) {
+            if timeout.is_none_or(|t| left <= t) {
                 timeout = Some(left);
+                binding = Some(Fired::Until);
             }
         }
+        self.binding.set(binding);
         Ok(timeout)
     }
 
     fn timed_out(&self) -> io::Error {
-        let past_until = self.until.get().is_some_and(|u| Instant::now() >= u);
-        self.fired.set(Some(if past_until {
-            Fired::Until
-        } else {
-            Fired::Idle
-        }));
+        self.fired.set(Some(self.binding.get().unwrap_or(Fired::Idle)));
         io::ErrorKind::TimedOut.into()
     }
 }
