@@ -94,7 +94,8 @@ impl Timer {
     }
 
     fn timed_out(&self) -> io::Error {
-        self.fired.set(Some(self.binding.get().unwrap_or(Fired::Idle)));
+        self.fired
+            .set(Some(self.binding.get().unwrap_or(Fired::Idle)));
         io::ErrorKind::TimedOut.into()
     }
 }

@@ -1301,6 +1301,8 @@ fn fetch_many_downloads_files_in_parallel() {
             format!("/f{i}").into_bytes()
         );
     }
-    assert_eq!(peak.load(Ordering::SeqCst), 4);
+    // Never more than the bound; more than one at once (4 unless the machine is very busy).
+    let peak = peak.load(Ordering::SeqCst);
+    assert!((2..=4).contains(&peak), "peak {peak}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
