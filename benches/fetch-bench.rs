@@ -5,6 +5,7 @@
 //! fetch-bench serve DIR [DELAY_MS]            prints the port, serves DIR/<name> until killed
 //! fetch-bench sha512 BYTES                    hashes BYTES of memory on one core
 //! fetch-bench fetch URL DEST SHA512HEX        fetch_to_file_atomic with verification
+//! fetch-bench fetch-null URL SHA512HEX        fetch_to into io::sink() (no disk writes)
 //! fetch-bench many URL_PREFIX MANIFEST DIR N  fetch_many of every "<sha512>  <name>" line
 //! ```
 //! Results are printed as `key=value` lines for the scripts.
@@ -25,7 +26,8 @@ fn main() {
             serve(PathBuf::from(dir), Duration::from_millis(delay));
         }
         ["sha512", bytes] => sha512(bytes.parse().expect("byte count")),
-        ["fetch", url, dest, hash] => fetch(url, Path::new(dest), hash),
+        ["fetch", url, dest, hash] => fetch(url, Some(Path::new(dest)), hash),
+        ["fetch-null", url, hash] => fetch(url, None, hash),
         ["many", prefix, manifest, dir, n] => many(
             prefix,
             manifest,
@@ -50,6 +52,29 @@ fn peak_rss_kib() -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1).map(|v| v.parse().unwrap_or(0)))
         })
         .unwrap_or(0)
+}
+
+/// User and system CPU seconds of this process so far (all threads).
+fn cpu_seconds() -> (f64, f64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may contain spaces).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0.0))
+        .collect();
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
+    let tick = 100.0; // USER_HZ on Linux
+    (
+        f.get(11).copied().unwrap_or(0.0) / tick,
+        f.get(12).copied().unwrap_or(0.0) / tick,
+    )
+}
+
+fn print_cpu(key: &str) {
+    let (user, sys) = cpu_seconds();
+    println!("{key}_cpu_user_s={user:.2}");
+    println!("{key}_cpu_sys_s={sys:.2}");
 }
 
 fn serve(dir: PathBuf, delay: Duration) {
@@ -104,11 +129,11 @@ fn sha512(total: u64) {
         h.update(&buf[..n]);
         left -= n as u64;
     }
-    let d = h.finalize();
+    std::hint::black_box(h.finalize());
     let secs = start.elapsed().as_secs_f64();
     println!("sha512_seconds={secs:.3}");
     println!("sha512_mib_per_s={:.1}", total as f64 / secs / 1048576.0);
-    eprintln!("(digest starts {:02x})", d[0]);
+    print_cpu("sha512");
 }
 
 fn opts() -> Options {
@@ -118,7 +143,7 @@ fn opts() -> Options {
     }
 }
 
-fn fetch(url: &str, dest: &Path, hash: &str) {
+fn fetch(url: &str, dest: Option<&Path>, hash: &str) {
     let f = Fetcher::new(opts()).expect("fetcher");
     let res = Resource {
         source: url.to_string(),
@@ -126,14 +151,24 @@ fn fetch(url: &str, dest: &Path, hash: &str) {
         ..Resource::default()
     };
     let start = Instant::now();
-    let outcome = f.fetch_to_file_atomic(&res, dest, 0o644).expect("fetch");
+    let outcome = match dest {
+        Some(dest) => f.fetch_to_file_atomic(&res, dest, 0o644),
+        None => f.fetch_to(&res, &mut std::io::sink()),
+    }
+    .expect("fetch");
     let secs = start.elapsed().as_secs_f64();
-    println!("fetch_seconds={secs:.3}");
+    let key = if dest.is_some() {
+        "fetch"
+    } else {
+        "fetch_null"
+    };
+    println!("{key}_seconds={secs:.3}");
     println!(
-        "fetch_mib_per_s={:.1}",
+        "{key}_mib_per_s={:.1}",
         outcome.size as f64 / secs / 1048576.0
     );
-    println!("fetch_peak_rss_kib={}", peak_rss_kib());
+    println!("{key}_peak_rss_kib={}", peak_rss_kib());
+    print_cpu(key);
 }
 
 fn many(prefix: &str, manifest: &str, dir: &Path, parallelism: usize) {
