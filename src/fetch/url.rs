@@ -155,10 +155,15 @@ impl Url {
     }
 
     /// `host[:port]` with the port omitted when it is the scheme's default, as in `Host:`.
+    /// An IPv6 zone is local to this machine and is left out (RFC 6874, as Go does).
     pub fn host_header(&self) -> String {
+        let host = match self.host.split_once('%') {
+            Some((addr, _)) => format!("[{addr}]"),
+            None => self.host_for_url(),
+        };
         match self.port {
-            Some(p) if p != default_port(&self.scheme) => format!("{}:{p}", self.host_for_url()),
-            _ => self.host_for_url(),
+            Some(p) if p != default_port(&self.scheme) => format!("{host}:{p}"),
+            _ => host,
         }
     }
 
@@ -429,7 +434,8 @@ mod tests {
     fn parses_ipv6_zones() {
         let u = Url::parse("http://[fe80::a9fe:a9fe%25enP1s0]/openstack/latest/user_data").unwrap();
         assert_eq!(u.host, "fe80::a9fe:a9fe%enP1s0");
-        assert_eq!(u.host_header(), "[fe80::a9fe:a9fe%25enP1s0]");
+        assert_eq!(u.host_for_url(), "[fe80::a9fe:a9fe%25enP1s0]");
+        assert_eq!(u.host_header(), "[fe80::a9fe:a9fe]");
         assert!(Url::parse("http://[fe80::1%25]/").is_err());
         assert!(Url::parse("http://[nothex%25eth0]/").is_err());
     }
