@@ -107,6 +107,36 @@ fn configured_headers_replace_defaults_by_name() {
 }
 
 #[test]
+fn ipv6_loopback_literal() {
+    // Skipped where the sandbox has no IPv6 loopback.
+    let Ok(listener) = TcpListener::bind("[::1]:0") else {
+        eprintln!("no ::1 here, skipping");
+        return;
+    };
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        if let Ok((mut s, _)) = listener.accept() {
+            let req = read_request(&mut s).unwrap().unwrap();
+            respond(
+                &mut s,
+                200,
+                &[],
+                req.header("host").unwrap_or("").as_bytes(),
+            );
+        }
+    });
+    let f = fetcher(opts());
+    let body = f
+        .fetch_bytes(
+            &Resource::new(format!("http://[::1]:{}/", addr.port())),
+            100,
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(body, format!("[::1]:{}", addr.port()).into_bytes());
+}
+
+#[test]
 fn credentials_in_the_url_become_basic_auth_and_are_never_shown() {
     let server = HttpServer::start(|_, w| respond(w, 401, &[], b""));
     let f = fetcher(opts());
