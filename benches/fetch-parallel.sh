@@ -1,7 +1,8 @@
 #!/bin/bash
 # Benchmark (not a test): 32 files x 32 MiB, each verified with sha512, from a local server that
 # waits 50 ms before answering each request; Fetcher::fetch_many with parallelism 1, 4 and 8.
-# Shows how much of the per-request latency parallel downloads hide.
+# Shows how much of the per-request latency parallel downloads hide. With big files the two cores
+# (hashing, page cache) are the limit; `benches/fetch-parallel.sh 32 1M` isolates the latency.
 # Usage: benches/fetch-parallel.sh [count, default 32] [size, default 32M] [delay ms, default 50]
 set -euo pipefail
 cd "$(dirname "$0")/.."
