@@ -10,7 +10,7 @@
 use std::io::{Read, Write};
 
 use super::goflag::{self, FlagError, Kind};
-use super::{IGNITION_COMPAT_VERSION, VERSION};
+use super::IGNITION_COMPAT_VERSION;
 use crate::config;
 
 fn usage(argv0: &str) -> String {
@@ -66,7 +66,7 @@ pub fn main(argv0: &str, args: &[String]) -> i32 {
         }
     };
     if parsed.flag("version") {
-        println!("Ignition v{IGNITION_COMPAT_VERSION} (ember {VERSION})");
+        println!("Ignition v{IGNITION_COMPAT_VERSION}");
         return 0;
     }
     if parsed.args.len() != 1 {

@@ -13,7 +13,7 @@ use serde_json::{json, Value as J};
 use sha2::Digest;
 
 use super::exit;
-use crate::config::json::{self, LineIndex};
+use crate::config::json;
 use crate::config::report::{Entry, JsonPath, Report, Severity};
 use crate::config::{self, merge, redact, Config, Spec};
 
@@ -215,8 +215,26 @@ pub fn lint_bytes(src: &[u8]) -> (Option<Spec>, Report) {
         let rendered = render(cfg, "", 0, &mut findings);
         let had_children = !findings.entries.is_empty() || rendered.1;
         report.extend(findings);
+        // Findings about the references themselves point into this config.
+        if report
+            .entries
+            .iter()
+            .any(|e| e.source.is_none() && e.marker.is_none())
+        {
+            if let Ok(doc) = json::parse_doc(src) {
+                report.correlate(Some(&doc), src);
+            }
+        }
         if had_children {
             for mut e in config::validate_runtime(&rendered.0).entries {
+                // What the config's own validation already reported is not news.
+                if report
+                    .entries
+                    .iter()
+                    .any(|o| o.source.is_none() && o.path == e.path && o.message == e.message)
+                {
+                    continue;
+                }
                 e.ember_only = true;
                 e.source = Some("the merged config".into());
                 e.message = format!("after merging: {}", e.message);
@@ -373,12 +391,12 @@ fn human(results: &[FileResult]) -> String {
             out.push_str(&format!("{}: valid{spec}\n", r.name));
             continue;
         }
-        let index = LineIndex::new(&r.src);
-        let secrets = json::parse_doc(&r.src)
-            .map(|d| redact::secret_spans(&d))
-            .unwrap_or_default();
+        let secrets = match json::parse_doc(&r.src) {
+            Ok(d) => redact::secret_spans(&d),
+            Err(_) => redact::secret_spans_lenient(&r.src),
+        };
         for e in &r.report.entries {
-            out.push_str(&human_entry(r, e, &index, &secrets));
+            out.push_str(&human_entry(r, e, &secrets));
         }
         let (errs, warns) = (r.errors(), r.warnings());
         let spec = r.spec.map(|s| format!(" (spec {s})")).unwrap_or_default();
@@ -398,7 +416,7 @@ fn human(results: &[FileResult]) -> String {
     out
 }
 
-fn human_entry(r: &FileResult, e: &Entry, index: &LineIndex, secrets: &[(usize, usize)]) -> String {
+fn human_entry(r: &FileResult, e: &Entry, secrets: &[(usize, usize)]) -> String {
     let mut s = String::new();
     let own_source = e.source.is_none();
     let pos = e.position();
@@ -420,7 +438,7 @@ fn human_entry(r: &FileResult, e: &Entry, index: &LineIndex, secrets: &[(usize, 
     s.push_str(&format!(
         "{loc}: {}: {} [{}]\n",
         e.severity.as_str(),
-        e.message,
+        shown_message(e),
         e.code
     ));
     if let Some(p) = &e.path {
@@ -430,7 +448,7 @@ fn human_entry(r: &FileResult, e: &Entry, index: &LineIndex, secrets: &[(usize, 
     }
     if let (Some(m), true) = (&pos, own_source) {
         if m.line > 0 {
-            s.push_str(&source_excerpt(&r.src, index, m.index, m.line, secrets));
+            s.push_str(&source_excerpt(&r.src, m.index, m.line, secrets));
         }
     }
     if let Some(h) = &e.hint {
@@ -439,72 +457,111 @@ fn human_entry(r: &FileResult, e: &Entry, index: &LineIndex, secrets: &[(usize, 
     s
 }
 
-/// The source line of a position with a caret under it, secrets redacted, long lines cut to
-/// a window around the caret.
-fn source_excerpt(
-    src: &[u8],
-    index: &LineIndex,
-    pos: usize,
-    line: usize,
-    secrets: &[(usize, usize)],
-) -> String {
-    let _ = index;
-    let start = src[..pos.min(src.len())]
+/// The source line of a position with a caret under it, secrets redacted, control characters
+/// replaced (the input may be binary garbage), long lines cut to a window around the caret.
+///
+/// Only a few hundred bytes around the position are looked at, so that a report with thousands
+/// of findings on one very long line (a minified config) stays fast.
+fn source_excerpt(src: &[u8], pos: usize, line: usize, secrets: &[(usize, usize)]) -> String {
+    /// Characters shown.
+    const WIDTH: usize = 100;
+    /// Bytes looked at on each side of the position (a character has at most 4 bytes).
+    const SPAN: usize = 4 * WIDTH;
+    let pos = pos.min(src.len());
+    let lo = pos.saturating_sub(SPAN);
+    let mut start = src[lo..pos]
         .iter()
         .rposition(|&b| b == b'\n')
-        .map_or(0, |p| p + 1);
-    let end = src[pos.min(src.len())..]
+        .map_or(lo, |p| lo + p + 1);
+    // Start on a character boundary.
+    while start < pos && src[start] & 0xc0 == 0x80 {
+        start += 1;
+    }
+    let hi = pos.saturating_add(SPAN).min(src.len());
+    let end = src[pos..hi]
         .iter()
         .position(|&b| b == b'\n')
-        .map_or(src.len(), |p| pos + p);
-    // Build the displayed line and find the caret's display column.
-    let mut shown = String::new();
-    let mut caret_col = 0usize;
+        .map_or(hi, |p| pos + p);
+    let more_left = start > 0 && src[start - 1] != b'\n';
+    let more_right = end < src.len() && src[end] != b'\n';
+
+    // Secret spans are string contents: sorted by start, disjoint, so sorted by end too.
+    let mut k = secrets.partition_point(|&(_, se)| se <= start);
+    let mut shown: Vec<char> = Vec::new();
+    let mut caret = None;
     let mut i = start;
     while i < end {
-        if i == pos {
-            caret_col = shown.chars().count();
+        if caret.is_none() && i >= pos {
+            caret = Some(shown.len());
         }
-        if let Some(&(_, se)) = secrets.iter().find(|&&(ss, se)| ss == i && se > ss) {
-            shown.push_str(redact::REDACTED);
-            if pos > i && pos < se {
-                caret_col = shown.chars().count();
+        if let Some(&(ss, se)) = secrets.get(k) {
+            if ss <= i {
+                if caret.is_none() && pos < se {
+                    caret = Some(shown.len());
+                }
+                shown.extend(redact::REDACTED.chars());
+                i = se.max(i + 1);
+                k += 1;
+                continue;
             }
-            i = se;
-            continue;
         }
-        let ch_len = utf8_len(src[i]);
-        let chunk = &src[i..(i + ch_len).min(end)];
-        let c = String::from_utf8_lossy(chunk);
-        if c == "\t" {
-            shown.push(' ');
-        } else {
-            shown.push_str(&c);
-        }
-        i += ch_len.max(1);
+        let len = utf8_len(src[i]);
+        let chunk = &src[i..(i + len).min(end)];
+        shown.extend(String::from_utf8_lossy(chunk).chars().map(|c| match c {
+            '\t' => ' ',
+            c if c.is_control() => '\u{fffd}',
+            c => c,
+        }));
+        i += len;
     }
-    if pos >= end {
-        caret_col = shown.chars().count();
+    let caret = caret.unwrap_or(shown.len());
+    let (mut from, mut to) = (0, shown.len());
+    if shown.len() > WIDTH {
+        from = caret.saturating_sub(WIDTH / 2).min(shown.len() - WIDTH);
+        to = from + WIDTH;
     }
-    // Window long lines.
-    const WIDTH: usize = 100;
-    let chars: Vec<char> = shown.chars().collect();
-    let (mut from, mut prefix) = (0usize, "");
-    if chars.len() > WIDTH {
-        from = caret_col.saturating_sub(WIDTH / 2);
-        if from > 0 {
-            prefix = "…";
-        }
-    }
-    let to = (from + WIDTH).min(chars.len());
-    let mut window: String = chars[from..to].iter().collect();
-    if to < chars.len() {
-        window.push('…');
-    }
+    let prefix = if more_left || from > 0 { "…" } else { "" };
+    let suffix = if more_right || to < shown.len() {
+        "…"
+    } else {
+        ""
+    };
+    let window: String = shown[from..to].iter().collect();
     let gutter = line.to_string();
     let pad = " ".repeat(gutter.len());
-    let caret_pad = " ".repeat(caret_col - from + prefix.chars().count());
-    format!("    {gutter} | {prefix}{window}\n    {pad} | {caret_pad}^\n")
+    let caret_pad = " ".repeat(caret - from + prefix.chars().count());
+    format!("    {gutter} | {prefix}{window}{suffix}\n    {pad} | {caret_pad}^\n")
+}
+
+/// SARIF columns (1-based, in Unicode code points) of byte positions `(line, offset)`, counted
+/// in one pass over each line however many findings share it (a minified config has all of
+/// them on one line).
+fn char_columns(lines: &[&[u8]], regions: &[Option<(usize, usize)>]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..regions.len())
+        .filter(|&i| regions[i].is_some())
+        .collect();
+    order.sort_by_key(|&i| regions[i]);
+    let mut out = vec![0; regions.len()];
+    // (line, byte offset, characters before it) of the previous position.
+    let mut at: Option<(usize, usize, usize)> = None;
+    for i in order {
+        let Some((line, off)) = regions[i] else {
+            continue;
+        };
+        let lb = lines.get(line).copied().unwrap_or_default();
+        let (from, mut chars) = match at {
+            Some((l, o, c)) if l == line => (o, c),
+            _ => (0, 0),
+        };
+        // Characters are the bytes that do not continue a UTF-8 sequence.
+        chars += lb[from.min(off)..off]
+            .iter()
+            .filter(|&&b| b & 0xc0 != 0x80)
+            .count();
+        at = Some((line, off, chars));
+        out[i] = chars + 1;
+    }
+    out
 }
 
 fn utf8_len(b: u8) -> usize {
@@ -516,12 +573,39 @@ fn utf8_len(b: u8) -> usize {
     }
 }
 
+/// An entry's message as Ember's formats show it: go-systemd quotes the offending unit text in
+/// one of its errors, and unit contents are secret.
+fn shown_message(e: &Entry) -> std::borrow::Cow<'_, str> {
+    const GARBAGE: &str = "found garbage after section name : ";
+    match e.message.find(GARBAGE) {
+        Some(i) if e.code == "unit-content" => {
+            format!("{}{GARBAGE}{}", &e.message[..i], redact::REDACTED).into()
+        }
+        _ => e.message.as_str().into(),
+    }
+}
+
+/// A file name as a SARIF `uri` (a URI reference): bytes outside the unreserved characters and
+/// `/` are percent-encoded, so that `:` cannot read as a scheme and spaces or `<stdin>` stay
+/// valid.
+fn sarif_uri(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for &b in name.as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 fn entry_json(file: &str, e: &Entry) -> J {
     json!({
         "file": file,
         "severity": e.severity.as_str(),
         "code": e.code,
-        "message": e.message,
+        "message": shown_message(e),
         "path": e.path.as_ref().map(|p| p.to_string()),
         "line": e.position().map(|m| m.line),
         "column": e.position().map(|m| m.column),
@@ -568,47 +652,50 @@ fn sarif_doc(results: &[FileResult]) -> J {
             }
             sarif_results.push(json!({
                 "ruleId": "unreadable-input", "level": "error", "message": {"text": err},
-                "locations": [{"physicalLocation": {"artifactLocation": {"uri": r.name}}}],
+                "locations": [{"physicalLocation": {"artifactLocation": {"uri": sarif_uri(&r.name)}}}],
             }));
             continue;
         }
-        let index = LineIndex::new(&r.src);
         let lines: Vec<&[u8]> = r.src.split(|&b| b == b'\n').collect();
-        for e in &r.report.entries {
+        // (line index, byte offset in the line) of each entry shown with a region.
+        let regions: Vec<Option<(usize, usize)>> = r
+            .report
+            .entries
+            .iter()
+            .map(|e| match (e.position(), &e.source) {
+                (Some(m), None) if m.line == 0 => {
+                    // End of input: point at the end of the last line.
+                    let l = lines.len().saturating_sub(1);
+                    Some((l, lines.get(l).map_or(0, |x| x.len())))
+                }
+                (Some(m), None) => {
+                    let lb = lines.get(m.line - 1).copied().unwrap_or_default();
+                    Some((m.line - 1, (m.column - 1).min(lb.len())))
+                }
+                _ => None,
+            })
+            .collect();
+        let columns = char_columns(&lines, &regions);
+        for (e, (region, col)) in r.report.entries.iter().zip(regions.iter().zip(columns)) {
             if !rule_ids.contains(&e.code) {
                 rule_ids.push(e.code);
                 rules.push(json!({
                     "id": e.code,
-                    "shortDescription": {"text": e.message},
+                    "shortDescription": {"text": shown_message(e)},
                     "properties": {"ignition": !e.ember_only},
                 }));
             }
-            let mut text = e.message.clone();
+            let mut text = shown_message(e).into_owned();
             if let Some(s) = &e.source {
                 text = format!("{text} (in {s})");
             }
             if let Some(h) = &e.hint {
                 text = format!("{text}. Hint: {h}");
             }
-            let mut phys = json!({"artifactLocation": {"uri": r.name}});
-            if let (Some(m), None) = (&e.position(), &e.source) {
-                let (line, col) = if m.line == 0 {
-                    // End of input: point at the end of the last line.
-                    let l = lines.len().max(1);
-                    (
-                        l,
-                        lines
-                            .last()
-                            .map_or(1, |x| String::from_utf8_lossy(x).chars().count() + 1),
-                    )
-                } else {
-                    let lb = lines.get(m.line - 1).copied().unwrap_or_default();
-                    let prefix = &lb[..(m.column - 1).min(lb.len())];
-                    (m.line, String::from_utf8_lossy(prefix).chars().count() + 1)
-                };
-                phys["region"] = json!({"startLine": line, "startColumn": col});
+            let mut phys = json!({"artifactLocation": {"uri": sarif_uri(&r.name)}});
+            if let Some((line, _)) = region {
+                phys["region"] = json!({"startLine": line + 1, "startColumn": col});
             }
-            let _ = &index;
             let mut res = json!({
                 "ruleId": e.code,
                 "level": match e.severity { Severity::Error => "error", Severity::Warning => "warning", Severity::Info => "note" },

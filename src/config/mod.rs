@@ -165,6 +165,7 @@ pub fn parse(raw: &[u8]) -> Parsed {
         );
     }
     report.extend(validate::mode_checks(&cfg));
+    report.extend(validate::boot_time_checks(&cfg, spec));
     translate(&mut cfg, spec, &mut report);
     report.extend(validate::whole_config_checks(&cfg));
     report.correlate(Some(&doc), raw);
@@ -234,8 +235,12 @@ fn version_entry(version: &str, e: version::VersionError) -> Entry {
     let (code, msg, hint) = match e {
         version::VersionError::Unparseable if version.is_empty() => (
             "version-missing",
-            "ignition.version is missing".to_string(),
-            format!("add \"ignition\": {{\"version\": \"{}\"}}", Spec::MAX_STABLE),
+            "ignition.version is missing or empty".to_string(),
+            format!(
+                "add \"ignition\": {{\"version\": \"{}\"}}; supported versions: {}",
+                Spec::MAX_STABLE,
+                version::supported_list()
+            ),
         ),
         version::VersionError::Unparseable => (
             "version-unparseable",
@@ -410,6 +415,24 @@ mod tests {
                 "warning at $.Storage, line 1 col 33: unused key Storage",
             ]
         );
+    }
+
+    #[test]
+    fn one_context_warning_per_mismatched_subtree() {
+        assert_eq!(
+            lines(r#"{"ignition":{"version":"3.6.0"},"storage":{"files":[{"path":"/a"}]},"storage":null}"#),
+            vec!["warning at $.storage, line 1 col 79: context tree does not match content tree at $.storage. Line and column reporting may be inconsistent. Unused keys may not be reported"]
+        );
+    }
+
+    #[test]
+    fn enabled_unit_with_bad_contents_also_lacks_install() {
+        let l = lines(
+            r#"{"ignition":{"version":"3.6.0"},"systemd":{"units":[{"name":"a.service","enabled":true,"contents":"[Service"}]}}"#,
+        );
+        assert_eq!(l.len(), 2, "{l:?}");
+        assert!(l[0].starts_with("error at $.systemd.units.0.contents"));
+        assert!(l[1].starts_with("warning at $.systemd.units.0.contents"));
     }
 
     #[test]

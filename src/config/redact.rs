@@ -1,7 +1,7 @@
 //! Where secrets sit in a config's source, so that nothing Ember prints shows them.
 //!
 //! A config carries password hashes, inline file contents (`data:` URLs), unit contents, HTTP
-//! header values and clevis configs. Reports point into the source; before a source line is
+//! header values, clevis configs and credentials in URLs. Reports point into the source; before a source line is
 //! shown, the spans found here are replaced with `<redacted>`.
 
 use super::json::{Doc, Kind, Node};
@@ -31,22 +31,93 @@ fn walk(doc: &Doc, node: &Node, key: Option<&str>, out: &mut Vec<(usize, usize)>
             }
         }
         Kind::Str { .. } => {
-            let (start, end) = (node.start as usize + 1, node.end as usize - 1);
-            match key {
-                Some("passwordHash" | "value" | "contents" | "config") => out.push((start, end)),
-                Some("source") if doc.raw_str(node).starts_with(b"data:") => {
-                    // Keep "data:<mediatype>," visible; hide the payload.
-                    let raw = doc.src.get(start..end).unwrap_or_default();
-                    let comma = raw.iter().position(|&b| b == b',').map_or(0, |p| p + 1);
-                    if start + comma < end {
-                        out.push((start + comma, end));
-                    }
-                }
-                _ => {}
+            let start = node.start as usize + 1;
+            if let Some((s, e)) = key.and_then(|k| secret_part(k, doc.raw_str(node))) {
+                out.push((start + s, start + e));
             }
         }
         _ => {}
     }
+}
+
+/// The part of a string value under `key` that is secret, as offsets into its raw text:
+/// password hashes, header values, unit and drop-in contents and clevis configs whole, the
+/// payload of a `data:` URL (its media type stays visible), the userinfo of any other URL.
+fn secret_part(key: &str, raw: &[u8]) -> Option<(usize, usize)> {
+    let span = match key {
+        "passwordHash" | "value" | "contents" | "config" => (0, raw.len()),
+        "source" if raw.starts_with(b"data:") => {
+            let comma = raw.iter().position(|&b| b == b',').map_or(0, |p| p + 1);
+            (comma, raw.len())
+        }
+        "source" | "httpProxy" | "httpsProxy" | "url" => {
+            // scheme://userinfo@host...: hide the userinfo.
+            let at = raw.windows(3).position(|w| w == b"://")? + 3;
+            let authority_end = raw[at..]
+                .iter()
+                .position(|&b| matches!(b, b'/' | b'?' | b'#'))
+                .map_or(raw.len(), |p| at + p);
+            let user_end = raw[at..authority_end].iter().rposition(|&b| b == b'@')?;
+            (at, at + user_end)
+        }
+        _ => return None,
+    };
+    (span.0 < span.1).then_some(span)
+}
+
+/// Like [`secret_spans`], for input that is not valid JSON (the linter still shows the source
+/// line of a syntax error): a tolerant scan of string literals, in which a string followed by
+/// ':' is a key and any other string a value of the innermost key. Unterminated strings run to
+/// the end of the input. When in doubt it hides more, never less.
+pub fn secret_spans_lenient(src: &[u8]) -> Vec<(usize, usize)> {
+    // For each open container, the key its strings belong to: an object's last key, an array's
+    // own key (the one it is the value of).
+    let mut stack: Vec<(bool, Option<(usize, usize)>)> = vec![(true, None)];
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < src.len() {
+        match src[i] {
+            b'"' => {
+                let start = i + 1;
+                let mut j = start;
+                while j < src.len() && src[j] != b'"' {
+                    j += if src[j] == b'\\' { 2 } else { 1 };
+                }
+                let end = j.min(src.len());
+                let mut k = j + 1;
+                while k < src.len() && matches!(src[k], b' ' | b'\t' | b'\r' | b'\n') {
+                    k += 1;
+                }
+                let top = stack.len() - 1;
+                if src.get(k) == Some(&b':') {
+                    stack[top].1 = Some((start, end));
+                } else if let Some((ks, ke)) = stack[top].1 {
+                    let key = super::json::unquote(&src[ks..ke]);
+                    if let Some((s, e)) = secret_part(&key, &src[start..end]) {
+                        out.push((start + s, start + e));
+                    }
+                }
+                i = j + 1;
+            }
+            b'{' => {
+                stack.push((true, None));
+                i += 1;
+            }
+            b'[' => {
+                let key = stack[stack.len() - 1].1;
+                stack.push((false, key));
+                i += 1;
+            }
+            b'}' | b']' => {
+                if stack.len() > 1 {
+                    stack.pop();
+                }
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+    out
 }
 
 /// Redacts a whole document's text, for showing configs in reports.
@@ -82,5 +153,31 @@ mod tests {
         assert!(!text.contains("TOKEN=abc"));
         assert!(text.contains(r#""source":"data:,<redacted>""#));
         assert!(text.contains(r#""name":"core""#));
+    }
+
+    #[test]
+    fn hides_secrets_in_invalid_json_too() {
+        let src = br#"{"passwd":{"users":[{"name":"core","passwordHash":"$6$salt$hash",}]},
+"ignition":{"config":{"merge":[{"source":"https://u:pw@h/c","httpHeaders":[{"name":"A","value":"tok"}]}]}},
+"storage":{"files":[{"path":"/x","contents":{"source":"data:text/plain,top%20secret"}}]},
+"systemd":{"units":[{"name":"a.service","contents":"Environment=TOKEN=abc"#;
+        assert!(parse_doc(src).is_err());
+        let text = redact_text(src, &secret_spans_lenient(src));
+        for s in ["$6$salt", "u:pw", "tok\"", "top%20secret", "TOKEN=abc"] {
+            assert!(!text.contains(s), "{s} in {text}");
+        }
+        assert!(
+            text.contains(r#""source":"https://<redacted>@h/c""#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#""source":"data:text/plain,<redacted>""#),
+            "{text}"
+        );
+        assert!(text.contains(r#""name":"a.service""#));
+        // On valid JSON both scans agree.
+        let valid = br#"{"a":[{"passwordHash":"x","b":["c"]}],"value":"v","source":"data:,p"}"#;
+        let doc = parse_doc(valid).unwrap();
+        assert_eq!(secret_spans(&doc), secret_spans_lenient(valid));
     }
 }

@@ -158,6 +158,17 @@ fn field_doc(desc: &StructDesc, f: &FieldDesc, spec: Spec) -> String {
     if desc.go_name == "Verification" && spec == Spec::V3_0 {
         d = "Expected hash of the data as sha512-<hex digest>.".into();
     }
+    if desc.go_name == "Resource" && f.json == "source" {
+        // gs arrived in 3.2.0, arn in 3.4.0.
+        let schemes = if spec < Spec::V3_2 {
+            "an http, https, tftp, s3 or data URL"
+        } else if spec < Spec::V3_4 {
+            "an http, https, tftp, s3, gs or data URL"
+        } else {
+            "an http, https, tftp, s3, arn, gs or data URL"
+        };
+        d = format!("Where to fetch from: {schemes}.");
+    }
     d
 }
 

@@ -1053,26 +1053,27 @@ impl Rules<'_> {
             ));
         }
         let cpath = path.key("contents");
-        match unit_contents(&u.contents) {
-            Err(e) => self.push(Some(unit_content_entry(cpath, e))),
-            Ok(opts) => {
-                if is_true(u.enabled)
-                    && not_empty(&u.contents)
-                    && !unit::has_section(&opts, "Install")
-                {
-                    self.push(Some(
-                        Entry::warning(
-                            cpath,
-                            "unit-without-install",
-                            format!(
-                                "unit \"{}\" is enabled, but has no install section so enable does nothing",
-                                u.name
-                            ),
-                        )
-                        .with_hint("add an [Install] section with e.g. WantedBy=multi-user.target"),
-                    ));
-                }
+        // Contents that do not parse have no [Install] section either: Ignition reports the
+        // error and, for an enabled unit, the warning too (reference §1.4, unit rules).
+        let opts = match unit_contents(&u.contents) {
+            Err(e) => {
+                self.push(Some(unit_content_entry(cpath.clone(), e)));
+                Vec::new()
             }
+            Ok(opts) => opts,
+        };
+        if is_true(u.enabled) && not_empty(&u.contents) && !unit::has_section(&opts, "Install") {
+            self.push(Some(
+                Entry::warning(
+                    cpath,
+                    "unit-without-install",
+                    format!(
+                        "unit \"{}\" is enabled, but has no install section so enable does nothing",
+                        u.name
+                    ),
+                )
+                .with_hint("add an [Install] section with e.g. WantedBy=multi-user.target"),
+            ));
         }
     }
 }
@@ -1308,23 +1309,39 @@ type FxMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
 /// Pass 3: keys that are not fields of this spec version.
 pub fn unused_keys(cfg: &Config, spec: Spec, doc: &Doc) -> Report {
     let mut report = Report::default();
+    // Where the document is not an object although the config has a struct, Ignition warns
+    // once and does not look below (reference §1.1: a later `"storage": null` gives one
+    // warning at `$.storage`).
+    let mut pruned: Vec<JsonPath> = Vec::new();
     walk(
         cfg,
         &mut JsonPath::root(),
         Shape30::Full,
         spec,
         &mut |s, path, shape| {
+            if pruned.iter().any(|p| path.0.starts_with(&p.0)) {
+                return;
+            }
             let desc = s.desc();
             let node = match path.lookup(doc) {
                 Lookup::Found(n) => n,
                 Lookup::NotFound => return,
                 Lookup::BadPath => {
                     report.push(mismatch(path));
+                    pruned.push(path.clone());
                     return;
                 }
             };
             let Kind::Object(members) = &node.kind else {
-                report.push(mismatch(path));
+                // In 3.2 `luks.clevis` and `clevis.custom` are Go pointers: null leaves them
+                // nil, and Ignition walks nothing there (reference §1.1 and §1.2, 3.2 shapes).
+                let nil_pointer = spec == Spec::V3_2
+                    && matches!(desc.go_name, "Clevis" | "ClevisCustom")
+                    && matches!(node.kind, Kind::Null);
+                if !nil_pointer {
+                    report.push(mismatch(path));
+                }
+                pruned.push(path.clone());
                 return;
             };
             let known = |m: &super::json::Member| {
@@ -1521,6 +1538,36 @@ pub fn mode_checks(cfg: &Config) -> Report {
     }
     for (i, d) in cfg.storage.directories.iter().enumerate() {
         octal_look("directories", i, d.mode, &mut report);
+    }
+    report
+}
+
+/// Ember's checks of rules Ignition applies only at boot: configs of old specs are validated
+/// with their own rules, but the engine validates the rendered config again with the latest
+/// rules (reference §1.1), so an empty link target passes `ignition-validate` for 3.0.0–3.2.0
+/// and fails at boot.
+pub fn boot_time_checks(cfg: &Config, spec: Spec) -> Report {
+    let mut report = Report::default();
+    if spec >= Spec::V3_3 {
+        return report;
+    }
+    for (i, l) in cfg.storage.links.iter().enumerate() {
+        if nil_or_empty(&l.target) {
+            report.push(
+                ember_warning(
+                    JsonPath::root()
+                        .key("storage")
+                        .key("links")
+                        .index(i)
+                        .key("target"),
+                    "link-target-empty",
+                    format!(
+                        "link has no target: Ignition accepts this in spec {spec} but fails at boot, where the target is required"
+                    ),
+                )
+                .with_hint("say what the link points to with \"target\""),
+            );
+        }
     }
     report
 }

@@ -62,6 +62,8 @@ enum Fired {
 struct Timer {
     idle: Cell<Option<Duration>>,
     until: Cell<Option<Instant>>,
+    /// Which limit the socket timeout of the current operation comes from.
+    binding: Cell<Option<Fired>>,
     fired: Cell<Option<Fired>>,
 }
 
@@ -75,26 +77,25 @@ impl Timer {
     /// The socket timeout for the next operation, or TimedOut if the deadline has passed.
     fn next_timeout(&self) -> io::Result<Option<Duration>> {
         let mut timeout = self.idle.get();
+        let mut binding = timeout.map(|_| Fired::Idle);
         if let Some(until) = self.until.get() {
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 self.fired.set(Some(Fired::Until));
                 return Err(io::ErrorKind::TimedOut.into());
             }
-            if timeout.is_none_or(|t| left < t) {
+            if timeout.is_none_or(|t| left <= t) {
                 timeout = Some(left);
+                binding = Some(Fired::Until);
             }
         }
+        self.binding.set(binding);
         Ok(timeout)
     }
 
     fn timed_out(&self) -> io::Error {
-        let past_until = self.until.get().is_some_and(|u| Instant::now() >= u);
-        self.fired.set(Some(if past_until {
-            Fired::Until
-        } else {
-            Fired::Idle
-        }));
+        self.fired
+            .set(Some(self.binding.get().unwrap_or(Fired::Idle)));
         io::ErrorKind::TimedOut.into()
     }
 }
@@ -265,35 +266,8 @@ impl Client<'_> {
         })
     }
 
-    fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, Error> {
-        if let Some((_, ip)) = self
-            .hosts
-            .iter()
-            .find(|(h, _)| h.eq_ignore_ascii_case(host))
-        {
-            return Ok(vec![SocketAddr::new(*ip, port)]);
-        }
-        if let Ok(ip) = host.parse::<IpAddr>() {
-            return Ok(vec![SocketAddr::new(ip, port)]);
-        }
-        let addrs: Vec<SocketAddr> = (host, port)
-            .to_socket_addrs()
-            .map_err(|source| Error::Resolve {
-                host: host.into(),
-                source,
-            })?
-            .collect();
-        if addrs.is_empty() {
-            return Err(Error::Resolve {
-                host: host.into(),
-                source: io::Error::new(io::ErrorKind::NotFound, "no addresses"),
-            });
-        }
-        Ok(addrs)
-    }
-
     fn connect(&self, host: &str, port: u16, until: Option<Instant>) -> Result<TcpStream, Error> {
-        let addrs = self.resolve(host, port)?;
+        let addrs = resolve(self.hosts, host, port)?;
         let mut last = io::Error::new(io::ErrorKind::TimedOut, "connect deadline passed");
         for addr in addrs {
             let mut timeout = CONNECT_TIMEOUT;
@@ -513,6 +487,53 @@ impl Client<'_> {
             },
         })
     }
+}
+
+/// Name to addresses: static `hosts` entries first, then literals (IPv6 zones included), then
+/// the system resolver (glibc's `files` and `dns`, which work in a static binary).
+pub(crate) fn resolve(
+    hosts: &[(String, IpAddr)],
+    host: &str,
+    port: u16,
+) -> Result<Vec<SocketAddr>, Error> {
+    if let Some((_, ip)) = hosts.iter().find(|(h, _)| h.eq_ignore_ascii_case(host)) {
+        return Ok(vec![SocketAddr::new(*ip, port)]);
+    }
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    if let Some((addr, zone)) = host.split_once('%') {
+        if let Ok(addr) = addr.parse::<std::net::Ipv6Addr>() {
+            let scope = zone.parse::<u32>().ok().or_else(|| {
+                std::fs::read_to_string(format!("/sys/class/net/{zone}/ifindex"))
+                    .ok()
+                    .and_then(|s| s.trim().parse().ok())
+            });
+            let Some(scope) = scope.filter(|_| !zone.contains('/')) else {
+                return Err(Error::Resolve {
+                    host: host.into(),
+                    source: io::Error::new(io::ErrorKind::NotFound, "unknown network interface"),
+                });
+            };
+            return Ok(vec![SocketAddr::V6(std::net::SocketAddrV6::new(
+                addr, port, 0, scope,
+            ))]);
+        }
+    }
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|source| Error::Resolve {
+            host: host.into(),
+            source,
+        })?
+        .collect();
+    if addrs.is_empty() {
+        return Err(Error::Resolve {
+            host: host.into(),
+            source: io::Error::new(io::ErrorKind::NotFound, "no addresses"),
+        });
+    }
+    Ok(addrs)
 }
 
 fn header_deadline(limits: &Limits) -> Option<Instant> {
@@ -896,6 +917,25 @@ mod tests {
             ),
             Ok(Framing::Chunked(None))
         );
+    }
+
+    #[test]
+    fn resolving_literals_zones_and_static_hosts() {
+        let hosts = [("meta.test".to_string(), IpAddr::from([10, 0, 0, 1]))];
+        assert_eq!(
+            resolve(&hosts, "META.test", 80).unwrap(),
+            vec![SocketAddr::from(([10, 0, 0, 1], 80))]
+        );
+        assert_eq!(
+            resolve(&[], "::1", 8).unwrap(),
+            vec!["[::1]:8".parse::<SocketAddr>().unwrap()]
+        );
+        match resolve(&[], "fe80::1%lo", 80).unwrap()[0] {
+            SocketAddr::V6(a) => assert_eq!(a.scope_id(), 1, "lo is interface 1"),
+            other => panic!("{other}"),
+        }
+        assert!(resolve(&[], "fe80::1%nosuchif0", 80).is_err());
+        assert!(resolve(&[], "fe80::1%../x", 80).is_err());
     }
 
     #[test]

@@ -915,7 +915,12 @@ impl Fetcher {
     fn fetch_into(&self, res: &Resource, sink: &mut dyn Sink) -> Result<u64, Error> {
         let start = Instant::now();
         if res.source.is_empty() {
-            return copy_verified(&mut io::empty(), res, sink, "empty source", false);
+            // Nothing to fetch, so nothing to decompress; a hash still has to match "".
+            let plain = Resource {
+                compression: Compression::None,
+                ..res.clone()
+            };
+            return copy_verified(&mut io::empty(), &plain, sink, "empty source", false);
         }
         let url = Url::parse(&res.source).map_err(|e| Error::InvalidUrl { reason: e.0.into() })?;
         match url.scheme.as_str() {
@@ -947,13 +952,25 @@ impl Fetcher {
                         reason: "missing host".into(),
                     });
                 }
-                let extra = configured_headers(res)?;
-                self.fetch_http(res, sink, &limits, &|| Ok((url.clone(), extra.clone())))
+                let mut extra = configured_headers(res)?;
+                // Like Go's client: credentials in the URL become basic auth, unless the config
+                // sets an Authorization header itself.
+                if let Some(userinfo) = &url.userinfo {
+                    if !extra
+                        .iter()
+                        .any(|(n, _)| n.eq_ignore_ascii_case("authorization"))
+                    {
+                        extra.insert(0, ("Authorization".into(), Some(url::basic_auth(userinfo))));
+                    }
+                }
+                self.fetch_http(res, sink, &limits, &url.redacted(), &|| {
+                    Ok((url.clone(), extra.clone()))
+                })
             }
             "gs" => {
                 let gs_url = self.gs_url(&url)?;
                 let token = self.opts.gcp_token.clone();
-                self.fetch_http(res, sink, &limits, &|| {
+                self.fetch_http(res, sink, &limits, &url.redacted(), &|| {
                     let auth = token
                         .as_ref()
                         .and_then(|t| t())
@@ -967,7 +984,7 @@ impl Fetcher {
                 let endpoint = self.opts.s3_endpoint.as_deref();
                 let obj_url = obj.object_url(endpoint, &region)?;
                 log::debug!("{} is {} in {region}", obj.display, obj_url.redacted());
-                self.fetch_http(res, sink, &limits, &|| {
+                self.fetch_http(res, sink, &limits, &obj.display, &|| {
                     let creds = self.opts.aws_credentials.as_ref().and_then(|c| c());
                     let headers = match creds {
                         Some(creds) => {
@@ -1091,12 +1108,11 @@ impl Fetcher {
         res: &Resource,
         sink: &mut dyn Sink,
         limits: &Limits,
+        display: &str,
         target: &dyn Fn() -> Result<(Url, Vec<(String, Option<String>)>), Error>,
     ) -> Result<u64, Error> {
         let client = self.client();
-        let (first, _) = target()?;
-        let display = first.redacted();
-        self.retrying(&display, limits, &res.retry_statuses, sink, |sink| {
+        self.retrying(display, limits, &res.retry_statuses, sink, |sink| {
             let (url, extra) = target()?;
             let req = Request {
                 method: res.method.as_str(),
@@ -1248,6 +1264,21 @@ mod tests {
         res.hash = None;
         let err = f.fetch_bytes(&res, u64::MAX).unwrap_err();
         assert!(matches!(err, Error::Decompress { .. }), "{err}");
+    }
+
+    #[test]
+    fn empty_source_ignores_compression_but_not_the_hash() {
+        let f = fetcher(Options::default());
+        let mut res = Resource {
+            compression: Compression::Gzip,
+            ..Resource::default()
+        };
+        assert_eq!(f.fetch_bytes(&res, 0).unwrap().unwrap(), b"");
+        res.hash = Some(sha512(b"not empty"));
+        assert!(matches!(
+            f.fetch_bytes(&res, 0),
+            Err(Error::HashMismatch { .. })
+        ));
     }
 
     #[test]

@@ -50,20 +50,7 @@ impl Proxy {
                 reason: format!("unsupported proxy scheme \"{}\"", url.scheme),
             });
         }
-        let authorization = url.userinfo.take().map(|ui| {
-            use base64::Engine as _;
-            let (user, pass) = ui.split_once(':').unwrap_or((&ui, ""));
-            let decode = |s: &str| {
-                super::url::percent_decode(s)
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .unwrap_or_else(|_| s.to_string())
-            };
-            let creds = format!("{}:{}", decode(user), decode(pass));
-            format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(creds)
-            )
-        });
+        let authorization = url.userinfo.take().map(|ui| super::url::basic_auth(&ui));
         url.path.clear();
         url.query = None;
         Ok(Some(Proxy { url, authorization }))

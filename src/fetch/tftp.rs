@@ -6,7 +6,7 @@
 use super::url::Url;
 use super::Error;
 use std::io::{self, Read};
-use std::net::{SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 pub(crate) const PACKET_TIMEOUT: Duration = Duration::from_secs(5);
@@ -44,23 +44,8 @@ impl Tftp {
         until: Option<Instant>,
     ) -> Result<Tftp, Error> {
         let port = url.port_or_default();
-        let server = match hosts
-            .iter()
-            .find(|(h, _)| h.eq_ignore_ascii_case(&url.host))
-        {
-            Some((_, ip)) => SocketAddr::new(*ip, port),
-            None => (url.host.as_str(), port)
-                .to_socket_addrs()
-                .map_err(|source| Error::Resolve {
-                    host: url.host.clone(),
-                    source,
-                })?
-                .next()
-                .ok_or_else(|| Error::Resolve {
-                    host: url.host.clone(),
-                    source: io::Error::new(io::ErrorKind::NotFound, "no addresses"),
-                })?,
-        };
+        // `resolve` returns at least one address or an error.
+        let server = super::http::resolve(hosts, &url.host, port)?[0];
         let bind: SocketAddr = if server.is_ipv4() {
             ([0, 0, 0, 0], 0).into()
         } else {

@@ -82,29 +82,48 @@ impl Url {
         };
         let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
             let close = v6.find(']').ok_or(UrlError("unterminated ipv6 address"))?;
-            let host = &v6[..close];
-            if host.parse::<std::net::Ipv6Addr>().is_err() {
-                return Err(UrlError("invalid ipv6 address"));
-            }
+            let literal = &v6[..close];
+            // An RFC 6874 zone (`fe80::1%25eth0`) is kept as `fe80::1%eth0`, case intact.
+            let (addr, zone) = match literal.split_once('%') {
+                Some((a, z)) => {
+                    let z = percent_decode(&format!("%{z}"))
+                        .ok()
+                        .and_then(|b| String::from_utf8(b).ok())
+                        .map(|z| z.trim_start_matches('%').to_string())
+                        .filter(|z| !z.is_empty() && z.bytes().all(|b| b.is_ascii_graphic()))
+                        .ok_or(UrlError("invalid ipv6 zone"))?;
+                    (a, Some(z))
+                }
+                None => (literal, None),
+            };
+            let addr: std::net::Ipv6Addr =
+                addr.parse().map_err(|_| UrlError("invalid ipv6 address"))?;
             let after = &v6[close + 1..];
             let port = match after {
                 "" => None,
                 p => Some(p.strip_prefix(':').ok_or(UrlError("invalid port"))?),
             };
-            (host, port)
+            self.host = match zone {
+                Some(z) => format!("{addr}%{z}"),
+                None => addr.to_string(),
+            };
+            (None, port)
         } else {
-            match hostport.rfind(':') {
+            let (host, port) = match hostport.rfind(':') {
                 Some(c) => (&hostport[..c], Some(&hostport[c + 1..])),
                 None => (hostport, None),
-            }
+            };
+            (Some(host), port)
         };
-        if host
-            .bytes()
-            .any(|b| !(b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:%".contains(&b)))
-        {
-            return Err(UrlError("invalid character in host"));
+        if let Some(host) = host {
+            if host
+                .bytes()
+                .any(|b| !(b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%".contains(&b)))
+            {
+                return Err(UrlError("invalid character in host"));
+            }
+            self.host = host.to_ascii_lowercase();
         }
-        self.host = host.to_ascii_lowercase();
         self.port = match port {
             None | Some("") => None,
             Some(p) => {
@@ -129,17 +148,22 @@ impl Url {
     /// The host as it appears in a URL or a `Host` header (IPv6 in brackets).
     pub fn host_for_url(&self) -> String {
         if self.host.contains(':') {
-            format!("[{}]", self.host)
+            format!("[{}]", self.host.replace('%', "%25"))
         } else {
             self.host.clone()
         }
     }
 
     /// `host[:port]` with the port omitted when it is the scheme's default, as in `Host:`.
+    /// An IPv6 zone is local to this machine and is left out (RFC 6874, as Go does).
     pub fn host_header(&self) -> String {
+        let host = match self.host.split_once('%') {
+            Some((addr, _)) => format!("[{addr}]"),
+            None => self.host_for_url(),
+        };
         match self.port {
-            Some(p) if p != default_port(&self.scheme) => format!("{}:{p}", self.host_for_url()),
-            _ => self.host_for_url(),
+            Some(p) if p != default_port(&self.scheme) => format!("{host}:{p}"),
+            _ => host,
         }
     }
 
@@ -302,6 +326,22 @@ fn escape_target(s: &str) -> String {
     out
 }
 
+/// `Basic ...` credentials from a URL's raw userinfo (`user:password`, percent-encoded).
+pub(crate) fn basic_auth(userinfo: &str) -> String {
+    use base64::Engine as _;
+    let (user, pass) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    let decode = |s: &str| {
+        percent_decode(s)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_else(|_| s.to_string())
+    };
+    let creds = format!("{}:{}", decode(user), decode(pass));
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(creds)
+    )
+}
+
 /// Decodes `%XX` escapes. Invalid escapes are an error, like Go's `url.PathUnescape`.
 pub(crate) fn percent_decode(s: &str) -> Result<Vec<u8>, UrlError> {
     let bytes = s.as_bytes();
@@ -388,6 +428,16 @@ mod tests {
         assert_eq!(u.path, "aws:s3:::bucket/key");
         assert_eq!(u.query.as_deref(), Some("versionId=3"));
         assert_eq!(u.redacted(), "arn:aws:s3:::bucket/key");
+    }
+
+    #[test]
+    fn parses_ipv6_zones() {
+        let u = Url::parse("http://[fe80::a9fe:a9fe%25enP1s0]/openstack/latest/user_data").unwrap();
+        assert_eq!(u.host, "fe80::a9fe:a9fe%enP1s0");
+        assert_eq!(u.host_for_url(), "[fe80::a9fe:a9fe%25enP1s0]");
+        assert_eq!(u.host_header(), "[fe80::a9fe:a9fe]");
+        assert!(Url::parse("http://[fe80::1%25]/").is_err());
+        assert!(Url::parse("http://[nothex%25eth0]/").is_err());
     }
 
     #[test]

@@ -107,6 +107,52 @@ fn configured_headers_replace_defaults_by_name() {
 }
 
 #[test]
+fn ipv6_loopback_literal() {
+    // Skipped where the sandbox has no IPv6 loopback.
+    let Ok(listener) = TcpListener::bind("[::1]:0") else {
+        eprintln!("no ::1 here, skipping");
+        return;
+    };
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        if let Ok((mut s, _)) = listener.accept() {
+            let req = read_request(&mut s).unwrap().unwrap();
+            respond(
+                &mut s,
+                200,
+                &[],
+                req.header("host").unwrap_or("").as_bytes(),
+            );
+        }
+    });
+    let f = fetcher(opts());
+    let body = f
+        .fetch_bytes(
+            &Resource::new(format!("http://[::1]:{}/", addr.port())),
+            100,
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(body, format!("[::1]:{}", addr.port()).into_bytes());
+}
+
+#[test]
+fn credentials_in_the_url_become_basic_auth_and_are_never_shown() {
+    let server = HttpServer::start(|_, w| respond(w, 401, &[], b""));
+    let f = fetcher(opts());
+    let url = format!("http://ember:s%40cret@{}/private?token=hidden", server.addr);
+    let err = f.fetch_bytes(&Resource::new(url), 100).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        format!("http://{}/private returned http status 401", server.addr)
+    );
+    let req = &server.requests()[0];
+    // base64("ember:s@cret")
+    assert_eq!(req.header("authorization"), Some("Basic ZW1iZXI6c0BjcmV0"));
+    assert_eq!(req.target, "/private?token=hidden");
+}
+
+#[test]
 fn user_agent_can_be_turned_off_and_put_sends_a_body() {
     let server = HttpServer::start(ok(b"tok"));
     let f = fetcher(Options {
@@ -1285,6 +1331,8 @@ fn fetch_many_downloads_files_in_parallel() {
             format!("/f{i}").into_bytes()
         );
     }
-    assert_eq!(peak.load(Ordering::SeqCst), 4);
+    // Never more than the bound; more than one at once (4 unless the machine is very busy).
+    let peak = peak.load(Ordering::SeqCst);
+    assert!((2..=4).contains(&peak), "peak {peak}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,7 +1,12 @@
 //! Ember's integration tests: one binary, one module per area.
 mod blockdev;
+mod config_rules;
+mod config_schema;
+mod config_versions;
 mod fetch;
 mod harness;
+mod lint_cli;
+mod lint_support;
 mod passwd;
 mod rootfs;
 mod runner;
