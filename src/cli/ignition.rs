@@ -217,7 +217,7 @@ pub fn main(argv0: &str, args: &[String]) -> i32 {
         None => engine::DEFAULT_FETCH_TIMEOUT,
     };
     if parsed.flag("version") {
-        println!("Ignition v{IGNITION_COMPAT_VERSION} (ember {VERSION})");
+        println!("Ignition v{IGNITION_COMPAT_VERSION}");
         return 0;
     }
     let Some(platform) = platform else {
@@ -257,7 +257,7 @@ pub fn main(argv0: &str, args: &[String]) -> i32 {
     if let Some(v) = parsed.get("state-file") {
         opts.state_file = PathBuf::from(v);
     }
-    log::info!("Ignition {IGNITION_COMPAT_VERSION} (ember {VERSION})");
+    log::info!("Ignition v{IGNITION_COMPAT_VERSION} (ember {VERSION})");
     log::info!("Stage: {stage}");
     finish(engine::run(&opts))
 }
