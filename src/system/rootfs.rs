@@ -75,6 +75,15 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The callback of [`Root::write_file_atomic_with`] failed; nothing was written.
+    #[error("{op} {path} in {}", root.display())]
+    Fill {
+        op: &'static str,
+        path: String,
+        root: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl Error {
@@ -82,7 +91,7 @@ impl Error {
     pub fn io_kind(&self) -> Option<io::ErrorKind> {
         match self {
             Error::OpenRoot { source, .. } | Error::Io { source, .. } => Some(source.kind()),
-            Error::Refused { .. } | Error::Source { .. } => None,
+            Error::Refused { .. } | Error::Source { .. } | Error::Fill { .. } => None,
         }
     }
 
@@ -90,7 +99,7 @@ impl Error {
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
             Error::OpenRoot { source, .. } | Error::Io { source, .. } => source.raw_os_error(),
-            Error::Refused { .. } | Error::Source { .. } => None,
+            Error::Refused { .. } | Error::Source { .. } | Error::Fill { .. } => None,
         }
     }
 
@@ -255,6 +264,14 @@ pub struct Root {
     path: PathBuf,
 }
 
+/// A directory of a [`Root`], opened by [`Root::open_dir`].
+#[derive(Debug)]
+pub struct DirHandle {
+    fd: OwnedFd,
+    /// Its in-root path, for messages.
+    shown: String,
+}
+
 /// A path split into its cleaned, plain components.
 struct InRoot {
     comps: Vec<OsString>,
@@ -318,6 +335,13 @@ impl InRoot {
 }
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// The process id, for temporary names (asked once: temporary names are created with
+/// `O_EXCL`, so a stale value after a fork could only cost a retry).
+fn pid() -> i32 {
+    static PID: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+    *PID.get_or_init(|| rustix::process::getpid().as_raw_nonzero().get())
+}
 
 fn resolve_flags() -> ResolveFlags {
     ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS
@@ -611,6 +635,17 @@ impl Root {
         const OP: &str = "creating directory";
         let p = InRoot::new(path.as_ref());
         let mut out = MkdirAll::default();
+        // Usually the whole path is there already: one lookup instead of one per component.
+        if self
+            .open_rel(
+                &p.prefix(p.comps.len()),
+                OFlags::PATH | OFlags::DIRECTORY,
+                Mode::empty(),
+            )
+            .is_ok()
+        {
+            return Ok(out);
+        }
         for i in 1..=p.comps.len() {
             let rel = p.prefix(i);
             match self.open_rel(&rel, OFlags::PATH | OFlags::DIRECTORY, Mode::empty()) {
@@ -698,6 +733,58 @@ impl Root {
         uid: u32,
         gid: u32,
     ) -> Result<u64> {
+        let path = path.as_ref();
+        let mut read_failed = None;
+        let r = self.write_file_atomic_with(path, mode_bits, uid, gid, true, |file| {
+            copy_checked(&mut contents, file).map_err(|e| match e {
+                CopyError::Read(e) => {
+                    read_failed = Some(e.kind());
+                    e
+                }
+                CopyError::Write(e) => e,
+            })
+        });
+        match r {
+            Err(Error::Fill {
+                op,
+                path,
+                root,
+                source,
+            }) => Err(if read_failed.is_some() {
+                Error::Source {
+                    op,
+                    path,
+                    root,
+                    source,
+                }
+            } else {
+                Error::Io {
+                    op,
+                    path,
+                    root,
+                    source,
+                }
+            }),
+            r => r,
+        }
+    }
+
+    /// Like [`Root::write_file_atomic`], but `fill` writes the contents into the temporary file
+    /// (already open for reading and writing, empty, with its final owner and mode) and returns
+    /// the number of bytes it wrote. An error from `fill` is returned as [`Error::Fill`] and
+    /// nothing appears at `path`: the temporary file is removed.
+    ///
+    /// With `sync_dir` false the directory is not fsynced after the rename: a caller writing
+    /// many files into one directory calls [`Root::fsync_dir`] once at the end instead.
+    pub fn write_file_atomic_with(
+        &self,
+        path: impl AsRef<Path>,
+        mode_bits: u32,
+        uid: u32,
+        gid: u32,
+        sync_dir: bool,
+        fill: impl FnOnce(&mut File) -> io::Result<u64>,
+    ) -> Result<u64> {
         const OP: &str = "writing";
         let p = InRoot::new(path.as_ref());
         let (parent, name) = self.split(OP, &p)?;
@@ -709,48 +796,156 @@ impl Root {
                 return Err(self.refused(OP, &p, "a directory is in the way"));
             }
         }
-        let (tmp_name, fd) = self
-            .create_temp(&parent, &name)
+        self.write_atomic_at(&parent, &name, &p, mode_bits, uid, gid, sync_dir, fill)
+    }
+
+    /// Opens a directory inside the root once, for many operations on its entries
+    /// ([`Root::write_file_atomic_in`]). The directory stays the one that was resolved now,
+    /// whatever happens to its path later.
+    pub fn open_dir(&self, path: impl AsRef<Path>) -> Result<DirHandle> {
+        const OP: &str = "opening directory";
+        let p = InRoot::new(path.as_ref());
+        let fd = self
+            .open_rel(
+                &p.prefix(p.comps.len()),
+                OFlags::PATH | OFlags::DIRECTORY,
+                Mode::empty(),
+            )
             .map_err(|e| self.err(OP, &p, e))?;
+        Ok(DirHandle { fd, shown: p.shown })
+    }
+
+    /// [`Root::write_file_atomic_with`] for the entry `name` (one plain component) of an
+    /// opened directory. A directory in the way is refused when the rename fails on it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn write_file_atomic_in(
+        &self,
+        dir: &DirHandle,
+        name: &OsStr,
+        mode_bits: u32,
+        uid: u32,
+        gid: u32,
+        sync_dir: bool,
+        fill: impl FnOnce(&mut File) -> io::Result<u64>,
+    ) -> Result<u64> {
+        const OP: &str = "writing";
+        let p = InRoot::new(&Path::new(&dir.shown).join(name));
+        if name.is_empty() || is_dot(name) || name.as_bytes().contains(&b'/') {
+            return Err(self.refused(OP, &p, "not a plain file name"));
+        }
+        self.write_atomic_at(&dir.fd, name, &p, mode_bits, uid, gid, sync_dir, fill)
+    }
+
+    /// Syncs an opened directory (see [`Root::fsync_dir`]).
+    pub fn fsync_dir_handle(&self, dir: &DirHandle) -> Result<()> {
+        let p = InRoot::new(Path::new(&dir.shown));
+        self.sync_dir(&dir.fd)
+            .map_err(|e| self.err("syncing directory", &p, e))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write_atomic_at(
+        &self,
+        parent: &OwnedFd,
+        name: &OsStr,
+        p: &InRoot,
+        mode_bits: u32,
+        uid: u32,
+        gid: u32,
+        sync_dir: bool,
+        fill: impl FnOnce(&mut File) -> io::Result<u64>,
+    ) -> Result<u64> {
+        const OP: &str = "writing";
+        let (tmp_name, fd) = self
+            .create_temp(parent, name)
+            .map_err(|e| self.err(OP, p, e))?;
         let guard = TempGuard {
             dir: parent.as_fd(),
             name: Some(tmp_name.clone()),
         };
         rustix::fs::fchown(&fd, uid_arg(Some(uid)), gid_arg(Some(gid)))
-            .map_err(|e| self.err("changing the owner of", &p, to_io(e)))?;
+            .map_err(|e| self.err("changing the owner of", p, to_io(e)))?;
         rustix::fs::fchmod(&fd, mode(mode_bits))
-            .map_err(|e| self.err("setting the mode of", &p, to_io(e)))?;
+            .map_err(|e| self.err("setting the mode of", p, to_io(e)))?;
         let mut file = File::from(fd);
-        let written = copy_checked(&mut contents, &mut file).map_err(|e| match e {
-            CopyError::Read(e) => Error::Source {
-                op: OP,
-                path: p.shown.clone(),
-                root: self.path.clone(),
-                source: e,
-            },
-            CopyError::Write(e) => self.err(OP, &p, e),
+        let written = fill(&mut file).map_err(|source| Error::Fill {
+            op: OP,
+            path: p.shown.clone(),
+            root: self.path.clone(),
+            source,
         })?;
         // Writing drops setuid/setgid when the caller lacks CAP_FSETID; put them back.
-        let st = rustix::fs::fstat(&file).map_err(|e| self.err(OP, &p, to_io(e)))?;
-        if st.st_mode & 0o7777 != mode_bits & 0o7777 {
-            rustix::fs::fchmod(&file, mode(mode_bits))
-                .map_err(|e| self.err("setting the mode of", &p, to_io(e)))?;
+        if mode_bits & 0o6000 != 0 {
+            let st = rustix::fs::fstat(&file).map_err(|e| self.err(OP, p, to_io(e)))?;
+            if st.st_mode & 0o7777 != mode_bits & 0o7777 {
+                rustix::fs::fchmod(&file, mode(mode_bits))
+                    .map_err(|e| self.err("setting the mode of", p, to_io(e)))?;
+            }
         }
-        file.sync_all().map_err(|e| self.err(OP, &p, e))?;
+        file.sync_all().map_err(|e| self.err(OP, p, e))?;
         drop(file);
-        rustix::fs::renameat(&parent, &tmp_name, &parent, &name)
-            .map_err(|e| self.err(OP, &p, to_io(e)))?;
+        rustix::fs::renameat(parent, &tmp_name, parent, name).map_err(|e| match e {
+            rustix::io::Errno::ISDIR | rustix::io::Errno::NOTEMPTY | rustix::io::Errno::EXIST => {
+                self.refused(OP, p, "a directory is in the way")
+            }
+            e => self.err(OP, p, to_io(e)),
+        })?;
         guard.disarm();
-        self.sync_dir(&parent).map_err(|e| self.err(OP, &p, e))?;
+        if sync_dir {
+            self.sync_dir(parent).map_err(|e| self.err(OP, p, e))?;
+        }
         log::debug!("wrote {} in {}", p.shown, self.path.display());
         Ok(written)
+    }
+
+    /// fsyncs a directory (resolved inside the root), making renames into it durable.
+    pub fn fsync_dir(&self, path: impl AsRef<Path>) -> Result<()> {
+        const OP: &str = "syncing directory";
+        let p = InRoot::new(path.as_ref());
+        let fd = self
+            .open_rel(
+                &p.prefix(p.comps.len()),
+                OFlags::RDONLY | OFlags::DIRECTORY,
+                Mode::empty(),
+            )
+            .map_err(|e| self.err(OP, &p, e))?;
+        rustix::fs::fsync(&fd).map_err(|e| self.err(OP, &p, to_io(e)))
+    }
+
+    /// An unnamed temporary file (`O_TMPFILE`) for reading and writing, on the filesystem of
+    /// the directory `dir` (which must exist). Where the filesystem has no `O_TMPFILE`, a
+    /// named temporary file is created and unlinked at once. Nothing is left behind when the
+    /// file is dropped.
+    pub fn temp_file_in(&self, dir: impl AsRef<Path>) -> Result<File> {
+        const OP: &str = "creating a temporary file in";
+        let p = InRoot::new(dir.as_ref());
+        let rel = p.prefix(p.comps.len());
+        let dfd = self
+            .open_rel(&rel, OFlags::PATH | OFlags::DIRECTORY, Mode::empty())
+            .map_err(|e| self.err(OP, &p, e))?;
+        match rustix::fs::openat(
+            &dfd,
+            ".",
+            OFlags::RDWR | OFlags::TMPFILE | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        ) {
+            Ok(fd) => return Ok(File::from(fd)),
+            Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::ISDIR) => {}
+            Err(e) => return Err(self.err(OP, &p, to_io(e))),
+        }
+        let (name, fd) = self
+            .create_temp(&dfd, OsStr::new("tmp"))
+            .map_err(|e| self.err(OP, &p, e))?;
+        rustix::fs::unlinkat(&dfd, &name, AtFlags::empty())
+            .map_err(|e| self.err(OP, &p, to_io(e)))?;
+        Ok(File::from(fd))
     }
 
     fn create_temp(&self, dir: &OwnedFd, name: &OsStr) -> io::Result<(OsString, OwnedFd)> {
         // Keep the temporary name within NAME_MAX whatever the final name is.
         let bytes = name.as_bytes();
         let base = &bytes[..bytes.len().min(200)];
-        let pid = rustix::process::getpid().as_raw_nonzero().get();
+        let pid = pid();
         let mut tries = 0;
         loop {
             let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -766,7 +961,7 @@ impl Root {
             match rustix::fs::openat(
                 dir,
                 &tmp,
-                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::from_raw_mode(0o600),
             ) {
                 Ok(fd) => return Ok((tmp, fd)),
@@ -831,6 +1026,80 @@ impl Root {
         let (parent, name) = self.split(OP, &p)?;
         rustix::fs::symlinkat(target.as_ref(), &parent, &name)
             .map_err(|e| self.err(OP, &p, to_io(e)))
+    }
+
+    /// Creates a symlink at `path` (target stored as given) that replaces whatever
+    /// non-directory is there, atomically: the link is made under a temporary name in the same
+    /// directory and renamed over `path`. A directory in the way is refused.
+    pub fn symlink_replace(&self, target: impl AsRef<Path>, path: impl AsRef<Path>) -> Result<()> {
+        const OP: &str = "creating symlink";
+        let p = InRoot::new(path.as_ref());
+        let (parent, name) = self.split(OP, &p)?;
+        self.replace_with(OP, &p, &parent, &name, |tmp| {
+            rustix::fs::symlinkat(target.as_ref(), &parent, tmp)
+        })
+    }
+
+    /// Creates a hard link at `path` to `target` (resolved like [`Root::hard_link`]) that
+    /// replaces whatever non-directory is at `path`, atomically (see [`Root::symlink_replace`]).
+    pub fn hard_link_replace(
+        &self,
+        target: impl AsRef<Path>,
+        path: impl AsRef<Path>,
+    ) -> Result<()> {
+        const OP: &str = "creating hard link";
+        let p = InRoot::new(path.as_ref());
+        let t = InRoot::new(target.as_ref());
+        let (tparent, tname) = self.split(OP, &t)?;
+        let (parent, name) = self.split(OP, &p)?;
+        self.replace_with(OP, &p, &parent, &name, |tmp| {
+            rustix::fs::linkat(&tparent, &tname, &parent, tmp, AtFlags::empty())
+        })
+    }
+
+    /// Makes a new entry under a fresh temporary name with `make`, then renames it over `name`.
+    fn replace_with(
+        &self,
+        op: &'static str,
+        p: &InRoot,
+        parent: &OwnedFd,
+        name: &OsStr,
+        make: impl Fn(&OsStr) -> rustix::io::Result<()>,
+    ) -> Result<()> {
+        if let Some(st) = self
+            .lstat_at(parent, name)
+            .map_err(|e| self.err(op, p, e))?
+        {
+            if st.is_dir() {
+                return Err(self.refused(op, p, "a directory is in the way"));
+            }
+        }
+        let bytes = name.as_bytes();
+        let base = &bytes[..bytes.len().min(200)];
+        let pid = pid();
+        let mut tries = 0;
+        let tmp = loop {
+            let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+            let mut tmp = Vec::with_capacity(base.len() + 32);
+            tmp.push(b'.');
+            tmp.extend_from_slice(base);
+            tmp.extend_from_slice(format!(".ember-{pid}-{n}").as_bytes());
+            let tmp = OsStr::from_bytes(&tmp).to_os_string();
+            match make(&tmp) {
+                Ok(()) => break tmp,
+                Err(rustix::io::Errno::EXIST) if tries < 100 => tries += 1,
+                Err(e) => return Err(self.err(op, p, to_io(e))),
+            }
+        };
+        let guard = TempGuard {
+            dir: parent.as_fd(),
+            name: Some(tmp.clone()),
+        };
+        rustix::fs::renameat(parent, &tmp, parent, name).map_err(|e| self.err(op, p, to_io(e)))?;
+        // rename(2) does nothing when both names already link the same inode; the guard then
+        // removes the temporary name (otherwise it is gone and the unlink fails harmlessly).
+        drop(guard);
+        Ok(())
     }
 
     /// Reads the target of the symlink at `path`.
@@ -1421,7 +1690,7 @@ fn copy_entry(
             let dfd = rustix::fs::openat(
                 dst,
                 name,
-                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::from_raw_mode(0o600),
             )
             .map_err(failx)?;
