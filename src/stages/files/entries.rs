@@ -202,10 +202,9 @@ impl<'r> Resolver<'r> {
         if let Some(r) = self.dirs.get(parent) {
             return Ok(Some(r.join(name)));
         }
-        // Resolving "<parent>/x" resolves every component of the parent, the last included.
-        let probe = self.root.resolve(parent.join("x"))?;
-        let real_parent = probe.parent().unwrap_or(Path::new("/")).to_path_buf();
-        let out = real_parent.join(name);
+        // Every component of the parent is resolved, the last one included.
+        let out = self.root.resolve(&clean)?;
+        let real_parent = out.parent().unwrap_or(Path::new("/")).to_path_buf();
         self.dirs.insert(parent.to_path_buf(), real_parent);
         Ok(Some(out))
     }
@@ -283,7 +282,11 @@ pub fn plan<'c>(
                     }),
                 ))
             }
-            Err(e) => return Err(failure(op(), Some(jp()), Error::Fs(e))),
+            Err(e) => {
+                return Err(failure(op(), Some(jp()), Error::Fs(e)).hint(
+                    "every component above the path must be a directory, or a symlink that leads to one inside the root",
+                ))
+            }
         };
         let (user, group) = match kind {
             Kind::Dir(d) => (owners::user_spec(&d.user), owners::group_spec(&d.group)),

@@ -12,6 +12,9 @@ use crate::stages::{Failure, OpLog, Settings, State};
 use crate::system::passwd::{self, Action, GroupSpec, UserSpec};
 use crate::system::rootfs::Root;
 
+/// glibc's `lckpwdf` lock file, created by the passwd module.
+const PWD_LOCK: &str = "/etc/.pwd.lock";
+
 /// What the passwd step will do, and which names exist once it did.
 #[derive(Debug, Default)]
 pub struct Plan {
@@ -92,12 +95,13 @@ pub fn plan(root: &Root, cfg: &Config) -> Result<Plan, Failure> {
         }
         plan.groups.push(s);
     }
+    let user_groups = usergroups_enabled(root);
     for (i, u) in pw.users.iter().enumerate() {
         let s = user_spec(u, entry_path("passwd", "users", i))?;
         if s.should_exist {
             plan.will_have_users.insert(s.name.clone());
             plan.removes_users.remove(&s.name);
-            if !s.no_user_group {
+            if !s.no_user_group && user_groups {
                 // useradd's user private group (or an existing group of that name).
                 plan.will_have_groups.insert(s.name.clone());
             }
@@ -108,6 +112,27 @@ pub fn plan(root: &Root, cfg: &Config) -> Result<Plan, Failure> {
         plan.users.push(s);
     }
     Ok(plan)
+}
+
+/// Whether useradd makes a group named after each new user: `USERGROUPS_ENAB yes` in the
+/// target's /etc/login.defs (shadow-utils' default is no when the key or the file is missing).
+fn usergroups_enabled(root: &Root) -> bool {
+    let Ok(bytes) = root.read_file_follow("/etc/login.defs") else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    let mut value = None;
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        if words.next() == Some("USERGROUPS_ENAB") {
+            // shadow-utils keeps the first definition.
+            value = words
+                .next()
+                .map(|v| v.trim_matches('"').eq_ignore_ascii_case("yes"));
+            break;
+        }
+    }
+    value.unwrap_or(false)
 }
 
 impl Plan {
@@ -193,6 +218,19 @@ pub fn apply(
         .map(|(i, u)| user_spec(u, entry_path("passwd", "users", i)))
         .collect::<Result<_, _>>()?;
 
+    // shadow-utils' lock file stays behind like glibc leaves it; if this step creates it and
+    // then fails, it is removed so that a refused config leaves the tree as it was.
+    let lock_existed = !matches!(root.lstat(PWD_LOCK), Ok(None));
+    let cleanup = |f: Failure| -> Failure {
+        if !lock_existed {
+            if let Err(e) = root.unlink(PWD_LOCK) {
+                if !e.is_not_found() {
+                    log::warn!("removing {PWD_LOCK}: {e}");
+                }
+            }
+        }
+        f
+    };
     if !groups.is_empty() {
         let desc = format!(
             "writing {} group(s) to the target's account files",
@@ -209,7 +247,7 @@ pub fn apply(
             Err(e) => {
                 op.fail(&e);
                 let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
-                return Err(passwd_failure(&desc, "groups", &names, e));
+                return Err(cleanup(passwd_failure(&desc, "groups", &names, e)));
             }
         }
     }
@@ -231,7 +269,7 @@ pub fn apply(
         }
         Err(e) => {
             op.fail(&e);
-            return Err(passwd_failure(&desc, "users", &names, e));
+            return Err(cleanup(passwd_failure(&desc, "users", &names, e)));
         }
     }
 
