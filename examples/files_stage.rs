@@ -6,7 +6,8 @@
 //!
 //! Reads and parses CONFIG (`config::parse`), then runs the files stage into ROOT as at boot
 //! (users, files, units, result file). Prints the time of each phase on stderr. Set
-//! `EMBER_LOG=1` to see the stage's log lines.
+//! `EMBER_LOG=1` (or `debug`) to see the stage's log lines, `EMBER_LOG=timing` for the time
+//! spent planning and writing.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,12 +19,21 @@ use ember::stages::{self, Context, Mode, OpLog, Settings, Stage, State};
 
 struct StderrLog;
 
+/// `EMBER_LOG=timing`: only the stage's own timing line.
+static ONLY_TIMING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 impl log::Log for StderrLog {
     fn enabled(&self, _: &log::Metadata) -> bool {
         true
     }
     fn log(&self, r: &log::Record) {
-        eprintln!("{}: {}", r.level(), r.args());
+        let msg = r.args().to_string();
+        if ONLY_TIMING.load(std::sync::atomic::Ordering::Relaxed)
+            && !msg.starts_with("files stage:")
+        {
+            return;
+        }
+        eprintln!("{}: {msg}", r.level());
     }
     fn flush(&self) {}
 }
@@ -37,7 +47,13 @@ fn main() -> ExitCode {
     if std::env::var_os("EMBER_LOG").is_some() {
         static LOGGER: StderrLog = StderrLog;
         let _ = log::set_logger(&LOGGER);
-        log::set_max_level(log::LevelFilter::Info);
+        let level = std::env::var("EMBER_LOG").unwrap_or_default();
+        ONLY_TIMING.store(level == "timing", std::sync::atomic::Ordering::Relaxed);
+        log::set_max_level(if level == "debug" || level == "timing" {
+            log::LevelFilter::Debug
+        } else {
+            log::LevelFilter::Info
+        });
     }
     let t0 = Instant::now();
     let raw = match std::fs::read(&args[1]) {

@@ -836,6 +836,17 @@ impl Root {
         self.write_atomic_at(&dir.fd, name, &p, mode_bits, uid, gid, sync_dir, fill)
     }
 
+    /// `lstat` of the entry `name` (one plain component) of an opened directory; `None` when
+    /// there is nothing.
+    pub fn lstat_entry(&self, dir: &DirHandle, name: &OsStr) -> Result<Option<FileStat>> {
+        let p = InRoot::new(&Path::new(&dir.shown).join(name));
+        if name.is_empty() || is_dot(name) || name.as_bytes().contains(&b'/') {
+            return Err(self.refused("looking up", &p, "not a plain file name"));
+        }
+        self.lstat_at(&dir.fd, name)
+            .map_err(|e| self.err("looking up", &p, e))
+    }
+
     /// Syncs an opened directory (see [`Root::fsync_dir`]).
     pub fn fsync_dir_handle(&self, dir: &DirHandle) -> Result<()> {
         let p = InRoot::new(Path::new(&dir.shown));

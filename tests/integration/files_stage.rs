@@ -1195,3 +1195,27 @@ fn logs_name_paths_never_contents() {
         assert!(!all.contains(secret), "{secret} leaked into {all}");
     }
 }
+
+#[test]
+fn a_path_below_a_link_of_the_config_is_refused_after_resolution() {
+    let t = target("below-link");
+    let root = t.path();
+    fs::write(root.join("etc/hostname"), "keep-me\n").unwrap();
+    fs::create_dir(root.join("y")).unwrap();
+    std::os::unix::fs::symlink("/y", root.join("x")).unwrap();
+    let before = snapshot(root);
+    // Literally the paths do not overlap, so validation lets them through; resolved, the
+    // file is below the link, which would lead it to /etc/hostname.
+    let cfg = parse(v36(json!({"storage": {
+        "links": [{"path": "/x/cfg", "target": "/etc"}],
+        "files": [{"path": "/y/cfg/hostname", "contents": {"source": "data:,clobbered"}}],
+    }})));
+    let f = Env::new().run_err(root, &cfg);
+    assert_eq!(f.path.as_ref().unwrap().to_string(), "$.storage.files.0");
+    assert!(
+        f.chain().contains("which this config makes a symlink"),
+        "{}",
+        f.chain()
+    );
+    assert_eq!(snapshot(root), before);
+}

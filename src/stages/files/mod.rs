@@ -158,7 +158,9 @@ fn hint_for(err: &Error) -> Option<String> {
         Error::NotRegular(_) | Error::FileExists(_) | Error::NotDirectory(_) | Error::LinkMismatch { .. } => {
             "set \"overwrite\": true to replace what is there"
         }
-        Error::UnderNonDirectory { .. } => "an entry can only be placed inside a directory",
+        Error::UnderNonDirectory { .. } => {
+            "an entry can only be placed inside a directory, not below a file or a link of the config"
+        }
         Error::HardLinkTargetMissing(_) | Error::HardLinkTargetIsDir(_) => {
             "a hard link's target must be an existing file, or a file or symlink of this config"
         }
@@ -217,6 +219,7 @@ fn supported(
 
 /// Runs the files stage.
 pub fn run(ctx: &mut Context) -> Result<(), Failure> {
+    let started = std::time::Instant::now();
     let root =
         Root::open(ctx.root).map_err(|e| failure("opening the target root", None, Error::Fs(e)))?;
     let cfg = ctx.config;
@@ -262,6 +265,8 @@ pub fn run(ctx: &mut Context) -> Result<(), Failure> {
         r.log();
     }
 
+    let planned = started.elapsed();
+
     // ---- Write.
     if do_passwd {
         users::apply(&root, cfg, ctx.ops, ctx.settings, ctx.state)?;
@@ -282,5 +287,10 @@ pub fn run(ctx: &mut Context) -> Result<(), Failure> {
     if let Some(r) = result_plan {
         result::apply(&root, r, ctx.ops)?;
     }
+    log::debug!(
+        "files stage: planned in {:.3} s, wrote in {:.3} s",
+        planned.as_secs_f64(),
+        (started.elapsed() - planned).as_secs_f64()
+    );
     Ok(())
 }
