@@ -106,6 +106,25 @@ fn main() -> ExitCode {
         (t2 - t0).as_secs_f64(),
         ops.records().len()
     );
+    if std::env::var_os("EMBER_OPS").is_some() {
+        // Time per kind of operation (the description up to its first quote).
+        let mut by_kind: std::collections::BTreeMap<String, (usize, f64)> = Default::default();
+        for rec in ops.records() {
+            let kind = rec
+                .description
+                .split('"')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string();
+            let e = by_kind.entry(kind).or_default();
+            e.0 += 1;
+            e.1 += rec.duration.as_secs_f64();
+        }
+        for (k, (n, t)) in by_kind {
+            eprintln!("{t:8.3} s {n:6} x {k}");
+        }
+    }
     match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {

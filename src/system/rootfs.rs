@@ -264,12 +264,27 @@ pub struct Root {
     path: PathBuf,
 }
 
+/// A file written under a temporary name by [`Root::stage_file_in`], not yet in place.
+#[derive(Debug)]
+#[must_use = "a staged file must be committed or discarded"]
+pub struct Staged {
+    tmp: OsString,
+    name: OsString,
+}
+
 /// A directory of a [`Root`], opened by [`Root::open_dir`].
 #[derive(Debug)]
 pub struct DirHandle {
     fd: OwnedFd,
     /// Its in-root path, for messages.
     shown: String,
+}
+
+impl DirHandle {
+    /// The in-root path the directory was opened at.
+    pub fn path(&self) -> &Path {
+        Path::new(&self.shown)
+    }
 }
 
 /// A path split into its cleaned, plain components.
@@ -815,25 +830,123 @@ impl Root {
         Ok(DirHandle { fd, shown: p.shown })
     }
 
-    /// [`Root::write_file_atomic_with`] for the entry `name` (one plain component) of an
-    /// opened directory. A directory in the way is refused when the rename fails on it.
+    /// Writes a file under a temporary name in an opened directory, next to the entry `name`
+    /// (one plain component) it is meant to replace: like [`Root::write_file_atomic_with`]
+    /// (owner and mode set before any byte, `fill` writes the contents), but neither fsynced
+    /// nor renamed. This is for writing many files with one filesystem sync: stage them all,
+    /// [`Root::syncfs`] once, then [`Root::commit_staged`] each, then sync again to make the
+    /// renames durable. Until it is committed or discarded the temporary file stays; when
+    /// `fill` or anything else fails, it is removed and nothing is left.
     #[allow(clippy::too_many_arguments)]
-    pub fn write_file_atomic_in(
+    pub fn stage_file_in(
         &self,
         dir: &DirHandle,
         name: &OsStr,
         mode_bits: u32,
         uid: u32,
         gid: u32,
-        sync_dir: bool,
         fill: impl FnOnce(&mut File) -> io::Result<u64>,
-    ) -> Result<u64> {
+    ) -> Result<Staged> {
         const OP: &str = "writing";
         let p = InRoot::new(&Path::new(&dir.shown).join(name));
         if name.is_empty() || is_dot(name) || name.as_bytes().contains(&b'/') {
             return Err(self.refused(OP, &p, "not a plain file name"));
         }
-        self.write_atomic_at(&dir.fd, name, &p, mode_bits, uid, gid, sync_dir, fill)
+        let (tmp, fd) = self
+            .create_temp(&dir.fd, name)
+            .map_err(|e| self.err(OP, &p, e))?;
+        let guard = TempGuard {
+            dir: dir.fd.as_fd(),
+            name: Some(tmp.clone()),
+        };
+        let file = self.fill_temp(fd, &p, mode_bits, uid, gid, fill)?;
+        drop(file);
+        guard.disarm();
+        Ok(Staged {
+            tmp,
+            name: name.to_os_string(),
+        })
+    }
+
+    /// Renames a staged file over its destination. On failure the temporary file is removed.
+    /// A directory in the way is refused.
+    pub fn commit_staged(&self, dir: &DirHandle, staged: Staged) -> Result<()> {
+        const OP: &str = "writing";
+        let p = InRoot::new(&Path::new(&dir.shown).join(&staged.name));
+        let _guard = TempGuard {
+            dir: dir.fd.as_fd(),
+            name: Some(staged.tmp.clone()),
+        };
+        rustix::fs::renameat(&dir.fd, &staged.tmp, &dir.fd, &staged.name).map_err(|e| match e {
+            rustix::io::Errno::ISDIR | rustix::io::Errno::NOTEMPTY | rustix::io::Errno::EXIST => {
+                self.refused(OP, &p, "a directory is in the way")
+            }
+            e => self.err(OP, &p, to_io(e)),
+        })?;
+        // The guard's unlink of the temporary name now fails harmlessly (it was renamed), or
+        // removes it when rename(2) had nothing to do.
+        Ok(())
+    }
+
+    /// Removes a staged file that will not be committed.
+    pub fn discard_staged(&self, dir: &DirHandle, staged: Staged) {
+        let _ = rustix::fs::unlinkat(&dir.fd, &staged.tmp, AtFlags::empty());
+    }
+
+    /// `syncfs(2)` on the filesystem of an opened directory: everything written to it so far
+    /// (file contents and metadata) is on stable storage when this returns.
+    pub fn syncfs(&self, dir: &DirHandle) -> Result<()> {
+        let p = InRoot::new(Path::new(&dir.shown));
+        let fd = rustix::fs::openat(
+            &dir.fd,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| self.err("syncing the filesystem of", &p, to_io(e)))?;
+        rustix::fs::syncfs(&fd).map_err(|e| self.err("syncing the filesystem of", &p, to_io(e)))
+    }
+
+    /// The device number of the filesystem an opened directory is on.
+    pub fn dir_dev(&self, dir: &DirHandle) -> Result<u64> {
+        let p = InRoot::new(Path::new(&dir.shown));
+        rustix::fs::fstat(&dir.fd)
+            .map(|st| st.st_dev)
+            .map_err(|e| self.err("looking up", &p, to_io(e)))
+    }
+
+    /// chown, chmod and fill a new temporary file; restores setuid/setgid if writing cleared
+    /// them.
+    fn fill_temp(
+        &self,
+        fd: OwnedFd,
+        p: &InRoot,
+        mode_bits: u32,
+        uid: u32,
+        gid: u32,
+        fill: impl FnOnce(&mut File) -> io::Result<u64>,
+    ) -> Result<File> {
+        const OP: &str = "writing";
+        rustix::fs::fchown(&fd, uid_arg(Some(uid)), gid_arg(Some(gid)))
+            .map_err(|e| self.err("changing the owner of", p, to_io(e)))?;
+        rustix::fs::fchmod(&fd, mode(mode_bits))
+            .map_err(|e| self.err("setting the mode of", p, to_io(e)))?;
+        let mut file = File::from(fd);
+        fill(&mut file).map_err(|source| Error::Fill {
+            op: OP,
+            path: p.shown.clone(),
+            root: self.path.clone(),
+            source,
+        })?;
+        // Writing drops setuid/setgid when the caller lacks CAP_FSETID; put them back.
+        if mode_bits & 0o6000 != 0 {
+            let st = rustix::fs::fstat(&file).map_err(|e| self.err(OP, p, to_io(e)))?;
+            if st.st_mode & 0o7777 != mode_bits & 0o7777 {
+                rustix::fs::fchmod(&file, mode(mode_bits))
+                    .map_err(|e| self.err("setting the mode of", p, to_io(e)))?;
+            }
+        }
+        Ok(file)
     }
 
     /// `lstat` of the entry `name` (one plain component) of an opened directory; `None` when
@@ -845,13 +958,6 @@ impl Root {
         }
         self.lstat_at(&dir.fd, name)
             .map_err(|e| self.err("looking up", &p, e))
-    }
-
-    /// Syncs an opened directory (see [`Root::fsync_dir`]).
-    pub fn fsync_dir_handle(&self, dir: &DirHandle) -> Result<()> {
-        let p = InRoot::new(Path::new(&dir.shown));
-        self.sync_dir(&dir.fd)
-            .map_err(|e| self.err("syncing directory", &p, e))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -874,25 +980,11 @@ impl Root {
             dir: parent.as_fd(),
             name: Some(tmp_name.clone()),
         };
-        rustix::fs::fchown(&fd, uid_arg(Some(uid)), gid_arg(Some(gid)))
-            .map_err(|e| self.err("changing the owner of", p, to_io(e)))?;
-        rustix::fs::fchmod(&fd, mode(mode_bits))
-            .map_err(|e| self.err("setting the mode of", p, to_io(e)))?;
-        let mut file = File::from(fd);
-        let written = fill(&mut file).map_err(|source| Error::Fill {
-            op: OP,
-            path: p.shown.clone(),
-            root: self.path.clone(),
-            source,
+        let mut written = 0;
+        let file = self.fill_temp(fd, p, mode_bits, uid, gid, |f| {
+            written = fill(f)?;
+            Ok(written)
         })?;
-        // Writing drops setuid/setgid when the caller lacks CAP_FSETID; put them back.
-        if mode_bits & 0o6000 != 0 {
-            let st = rustix::fs::fstat(&file).map_err(|e| self.err(OP, p, to_io(e)))?;
-            if st.st_mode & 0o7777 != mode_bits & 0o7777 {
-                rustix::fs::fchmod(&file, mode(mode_bits))
-                    .map_err(|e| self.err("setting the mode of", p, to_io(e)))?;
-            }
-        }
         file.sync_all().map_err(|e| self.err(OP, p, e))?;
         drop(file);
         rustix::fs::renameat(parent, &tmp_name, parent, name).map_err(|e| match e {

@@ -1059,7 +1059,10 @@ fn a_hash_mismatch_leaves_nothing_behind() {
 
     // A remote source can only be checked once downloaded.
     let server = HttpServer::start(|_, w| respond(w, 200, &[], b"served body"));
+    // Files of the same depth are only renamed into place once all of them were written, so
+    // the good file next to the bad one does not appear either.
     let cfg = parse(v36(json!({"storage": {"files": [
+        {"path": "/etc/good-neighbour", "contents": {"source": "data:,fine"}},
         {"path": "/etc/remote", "contents": {"source": server.url("/blob"), "verification": {"hash": wrong}}},
         {"path": "/etc/remote-append", "append": [{"source": server.url("/blob"), "verification": {"hash": wrong}}]},
     ]}})));

@@ -24,8 +24,9 @@ use crate::config::dataurl;
 use crate::config::model::{Directory, File, Link, Resource};
 use crate::config::{Config, JsonPath};
 use crate::fetch::{self, Fetcher};
+use crate::stages::oplog::Op;
 use crate::stages::{fetch_resource, Failure, OpLog};
-use crate::system::rootfs::{self, DirHandle, FileKind, FileStat, Root};
+use crate::system::rootfs::{self, DirHandle, FileKind, FileStat, Root, Staged};
 
 /// One config entry.
 #[derive(Debug, Clone, Copy)]
@@ -561,8 +562,7 @@ pub fn plan<'c>(
     Ok(Plan { entries: order })
 }
 
-/// Writes the planned entries. Entries at the same depth are independent (none is inside
-/// another), so each depth is written in parallel; hard links come last, one by one.
+/// Writes the planned entries, depth by depth, hard links last.
 pub fn apply(
     root: &Root,
     mut plan: Plan,
@@ -581,6 +581,10 @@ pub fn apply(
             .map_err(|x| failure("looking up the group", Some(jp.key("group")), x))?;
     }
     let entries = plan.entries;
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let mut synced = Synced::default();
     let mut start = 0;
     while start < entries.len() {
         let first = &entries[start];
@@ -594,10 +598,48 @@ pub fn apply(
         {
             end += 1;
         }
-        run_level(root, &entries[start..end], fetcher, ops)?;
+        run_level(root, &entries[start..end], fetcher, ops, &mut synced)?;
         start = end;
     }
-    Ok(())
+    // Directories, links and renames become durable with one sync per filesystem.
+    let desc = "syncing the written files to disk";
+    let op = ops.start(desc);
+    let r = (|| -> Result<(), Error> {
+        let top = root.open_dir("/")?;
+        synced.note(root, &top)?;
+        for d in &synced.handles {
+            root.syncfs(d)?;
+        }
+        Ok(())
+    })();
+    match r {
+        Ok(()) => {
+            op.finish();
+            Ok(())
+        }
+        Err(e) => {
+            op.fail(&e);
+            Err(failure(desc, None, e))
+        }
+    }
+}
+
+/// One open directory per filesystem written to, for the final sync.
+#[derive(Default)]
+struct Synced {
+    devs: Vec<u64>,
+    handles: Vec<DirHandle>,
+}
+
+impl Synced {
+    fn note(&mut self, root: &Root, dir: &DirHandle) -> Result<(), Error> {
+        let dev = root.dir_dev(dir)?;
+        if !self.devs.contains(&dev) {
+            self.devs.push(dev);
+            self.handles.push(root.open_dir(dir.path())?);
+        }
+        Ok(())
+    }
 }
 
 /// How many threads write one depth level.
@@ -612,7 +654,39 @@ struct Group<'a, 'c> {
     entries: Vec<&'a Entry<'c>>,
 }
 
-fn run_level(root: &Root, level: &[Entry], fetcher: &Fetcher, ops: &OpLog) -> Result<(), Failure> {
+/// What a group leaves for the end of its level: files written under temporary names, with
+/// their operations still open.
+struct Pending<'a, 'c, 'o> {
+    dir: Option<DirHandle>,
+    staged: Vec<(Staged, Op<'o>, &'a Entry<'c>)>,
+    /// Symlinks made, whose owner is set once the level's files are in place (by default it
+    /// is the owner of what they point to).
+    links: Vec<&'a Entry<'c>>,
+}
+
+impl Pending<'_, '_, '_> {
+    /// Removes the temporary files; their operations fail as cancelled.
+    fn discard(self, root: &Root) {
+        let Some(dir) = &self.dir else { return };
+        for (s, op, _) in self.staged {
+            root.discard_staged(dir, s);
+            op.fail(&"not written: another entry of the config failed");
+        }
+    }
+}
+
+/// Writes one depth level. Entries at the same depth are independent (none is inside
+/// another), so groups of entries that share a directory are written in parallel. New file
+/// contents are staged under temporary names; once every entry of the level succeeded, the
+/// filesystem is synced once and the files are renamed into place, so a failure anywhere in
+/// the level leaves none of its files behind, and no file is fsynced on its own.
+fn run_level<'a, 'c, 'o>(
+    root: &Root,
+    level: &'a [Entry<'c>],
+    fetcher: &Fetcher,
+    ops: &'o OpLog,
+    synced: &mut Synced,
+) -> Result<(), Failure> {
     // Group by parent; parents are created first, once each, so that workers never race to
     // create the same directory.
     let mut order: Vec<&Entry> = level.iter().collect();
@@ -640,71 +714,157 @@ fn run_level(root: &Root, level: &[Entry], fetcher: &Fetcher, ops: &OpLog) -> Re
             return Err(failure(desc, Some(e.json_path()), Error::Fs(err)));
         }
     }
+
+    let mut pending: Vec<Pending<'a, 'c, 'o>> = Vec::with_capacity(groups.len());
+    let mut failed: Option<Failure> = None;
     let n = workers(groups.len(), level.len());
     if n <= 1 {
         for g in &groups {
-            run_group(root, g, fetcher, ops)?;
+            let (p, r) = run_group(root, g, fetcher, ops);
+            pending.push(p);
+            if let Err(f) = r {
+                failed = Some(f);
+                break;
+            }
         }
-        return Ok(());
-    }
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let stop = AtomicBool::new(false);
-    let first_err: Mutex<Option<(usize, Failure)>> = Mutex::new(None);
-    std::thread::scope(|s| {
-        for _ in 0..n {
-            s.spawn(|| {
-                while !stop.load(Ordering::Relaxed) {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(g) = groups.get(i) else { break };
-                    if let Err(f) = run_group(root, g, fetcher, ops) {
-                        stop.store(true, Ordering::Relaxed);
-                        if let Ok(mut slot) = first_err.lock() {
-                            if slot.as_ref().is_none_or(|(j, _)| i < *j) {
-                                *slot = Some((i, f));
-                            }
+    } else {
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let stop = AtomicBool::new(false);
+        let out: Mutex<Vec<Pending<'a, 'c, 'o>>> = Mutex::new(Vec::new());
+        let first_err: Mutex<Option<(usize, Failure)>> = Mutex::new(None);
+        std::thread::scope(|s| {
+            for _ in 0..n {
+                s.spawn(|| {
+                    while !stop.load(Ordering::Relaxed) {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(g) = groups.get(i) else { break };
+                        let (p, r) = run_group(root, g, fetcher, ops);
+                        if let Ok(mut v) = out.lock() {
+                            v.push(p);
                         }
-                        break;
+                        if let Err(f) = r {
+                            stop.store(true, Ordering::Relaxed);
+                            if let Ok(mut slot) = first_err.lock() {
+                                if slot.as_ref().is_none_or(|(j, _)| i < *j) {
+                                    *slot = Some((i, f));
+                                }
+                            }
+                            break;
+                        }
                     }
-                }
-            });
-        }
-    });
-    match first_err.into_inner() {
-        Ok(Some((_, f))) => Err(f),
-        _ => Ok(()),
+                });
+            }
+        });
+        pending = out.into_inner().unwrap_or_default();
+        failed = first_err.into_inner().ok().flatten().map(|(_, f)| f);
     }
+    if let Some(f) = failed {
+        for p in pending {
+            p.discard(root);
+        }
+        return Err(f);
+    }
+    let links: Vec<&Entry> = pending
+        .iter()
+        .flat_map(|p| p.links.iter().copied())
+        .collect();
+    if pending.iter().any(|p| !p.staged.is_empty()) {
+        commit_level(root, pending, synced)?;
+    }
+    for e in links {
+        chown_symlink(root, e).map_err(|err| failure(e.describe(), Some(e.json_path()), err))?;
+    }
+    Ok(())
 }
 
-/// Writes the entries of one directory, then syncs the directory once.
-fn run_group(root: &Root, g: &Group, fetcher: &Fetcher, ops: &OpLog) -> Result<(), Failure> {
-    let mut dir: Option<DirHandle> = None;
-    for e in &g.entries {
+/// Syncs the filesystems of a level's staged files, then renames them into place.
+fn commit_level(root: &Root, pending: Vec<Pending>, synced: &mut Synced) -> Result<(), Failure> {
+    // Contents on disk before any name points to them: one sync per filesystem.
+    let mut devs: Vec<u64> = Vec::new();
+    let mut sync_err = None;
+    for p in &pending {
+        let Some(dir) = &p.dir else { continue };
+        if p.staged.is_empty() {
+            continue;
+        }
+        let r = root.dir_dev(dir).and_then(|dev| {
+            if devs.contains(&dev) {
+                return Ok(());
+            }
+            devs.push(dev);
+            root.syncfs(dir)
+        });
+        if let Err(e) = r.map_err(Error::Fs).and_then(|()| synced.note(root, dir)) {
+            sync_err = Some(e);
+            break;
+        }
+    }
+    if let Some(e) = sync_err {
+        for p in pending {
+            p.discard(root);
+        }
+        return Err(failure("syncing the written files to disk", None, e));
+    }
+
+    // Then the renames.
+    let mut rest = pending.into_iter();
+    while let Some(p) = rest.next() {
+        let Some(dir) = p.dir else { continue };
+        let mut staged = p.staged.into_iter();
+        while let Some((s, op, e)) = staged.next() {
+            if let Err(err) = root.commit_staged(&dir, s) {
+                op.fail(&err);
+                for (s, op, _) in staged {
+                    root.discard_staged(&dir, s);
+                    op.fail(&"not written: another entry of the config failed");
+                }
+                for p in rest {
+                    p.discard(root);
+                }
+                return Err(failure(e.describe(), Some(e.json_path()), Error::Fs(err)));
+            }
+            op.finish();
+        }
+    }
+    Ok(())
+}
+
+/// Writes the entries of one directory. Files are staged (see [`run_level`]); what was staged
+/// is returned even when an entry failed, so that it can be removed.
+fn run_group<'a, 'c, 'o>(
+    root: &Root,
+    g: &Group<'a, 'c>,
+    fetcher: &Fetcher,
+    ops: &'o OpLog,
+) -> (Pending<'a, 'c, 'o>, Result<(), Failure>) {
+    let mut p = Pending {
+        dir: None,
+        staged: Vec::new(),
+        links: Vec::new(),
+    };
+    for &e in &g.entries {
         let desc = e.describe();
         let op = ops.start(&desc);
         let r = match e.kind {
-            Kind::Dir(d) => write_dir(root, e, d),
-            Kind::File(f) => write_file(root, e, f, fetcher, g.parent, &mut dir),
-            Kind::Link(l) => write_link(root, e, l),
+            Kind::Dir(d) => write_dir(root, e, d).map(|()| None),
+            Kind::File(f) => write_file(root, e, f, fetcher, g.parent, &mut p.dir),
+            Kind::Link(l) => write_link(root, e, l).map(|made| {
+                if made && l.hard != Some(true) {
+                    p.links.push(e);
+                }
+                None
+            }),
         };
         match r {
-            Ok(()) => op.finish(),
+            Ok(Some(s)) => p.staged.push((s, op, e)),
+            Ok(None) => op.finish(),
             Err(err) => {
                 op.fail(&err);
-                return Err(failure(desc, Some(e.json_path()), err));
+                return (p, Err(failure(desc, Some(e.json_path()), err)));
             }
         }
     }
-    // Files were renamed into place without syncing the directory after each one.
-    if let Some(d) = &dir {
-        root.fsync_dir_handle(d).map_err(|err| {
-            failure(
-                format!("syncing directory \"{}\"", g.parent.display()),
-                Some(g.entries[0].json_path()),
-                Error::Fs(err),
-            )
-        })?;
-    }
-    Ok(())
+    (p, Ok(()))
 }
 
 fn mode_of(m: Option<i64>) -> Option<u32> {
@@ -786,6 +946,8 @@ fn plain_data_url(res: &fetch::Resource, w: &mut dyn Write) -> io::Result<Option
     Ok(Some(d.data.len() as u64))
 }
 
+/// Writes a file entry: new contents are staged next to the destination and returned, to be
+/// renamed into place by [`run_level`]; appends to an existing file are made in place.
 fn write_file(
     root: &Root,
     e: &Entry,
@@ -793,7 +955,7 @@ fn write_file(
     fetcher: &Fetcher,
     parent: &Path,
     dir: &mut Option<DirHandle>,
-) -> Result<(), Error> {
+) -> Result<Option<Staged>, Error> {
     let path = &e.path;
     let name = path.file_name().unwrap_or_default();
     let d = match dir {
@@ -834,16 +996,9 @@ fn write_file(
             }
             Ok(size)
         };
-        root.write_file_atomic_in(
-            d,
-            name,
-            mode,
-            e.uid.unwrap_or(0),
-            e.gid.unwrap_or(0),
-            false,
-            fill,
-        )?;
-        return Ok(());
+        let staged =
+            root.stage_file_in(d, name, mode, e.uid.unwrap_or(0), e.gid.unwrap_or(0), fill)?;
+        return Ok(Some(staged));
     }
     // An existing regular file without new contents: appends and permissions only.
     let fetched: Vec<fetch::Resource> = f.append.iter().filter_map(fetch_resource).collect();
@@ -871,10 +1026,11 @@ fn write_file(
         root.append(path, &mut tmp)?;
     }
     root.set_permissions(path, e.uid, e.gid, mode_of(f.mode))?;
-    Ok(())
+    Ok(None)
 }
 
-fn write_link(root: &Root, e: &Entry, l: &Link) -> Result<(), Error> {
+/// Makes a link; false when a matching one was already there and is left alone.
+fn write_link(root: &Root, e: &Entry, l: &Link) -> Result<bool, Error> {
     let path = &e.path;
     let target = l.target.as_deref().unwrap_or("");
     let hard = l.hard == Some(true);
@@ -891,7 +1047,7 @@ fn write_link(root: &Root, e: &Entry, l: &Link) -> Result<(), Error> {
             };
             if same {
                 // Ignition leaves a matching link alone, owner included.
-                return Ok(());
+                return Ok(false);
             }
             return Err(Error::LinkMismatch {
                 path: path.display().to_string(),
@@ -910,13 +1066,20 @@ fn write_link(root: &Root, e: &Entry, l: &Link) -> Result<(), Error> {
         } else {
             root.hard_link(target, path)?;
         }
-        return Ok(());
+        return Ok(true);
     }
     if replace {
         root.symlink_replace(target, path)?;
     } else {
         root.symlink(target, path)?;
     }
+    Ok(true)
+}
+
+/// Sets the owner of a new symlink: as configured, else (like Ignition) the owner of what it
+/// points to, looked up inside the root, or root when it points nowhere.
+fn chown_symlink(root: &Root, e: &Entry) -> Result<(), Error> {
+    let path = &e.path;
     // Ignition's default owner of a new symlink is the owner of what it points to (0:0 when
     // it points nowhere); here that is looked up inside the root.
     let (uid, gid) = match (e.uid, e.gid) {

@@ -7,14 +7,16 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsStr;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::entries::go_clean;
 use super::{entry_path, failure, Error};
 use crate::config::model::Unit;
-use crate::config::{unit as unitfile, Config};
+use crate::config::{unit as unitfile, Config, JsonPath};
+use crate::stages::oplog::Op;
 use crate::stages::{Failure, OpLog};
-use crate::system::rootfs::Root;
+use crate::system::rootfs::{DirHandle, Root, Staged};
 
 /// Where units and drop-ins are written.
 pub const UNIT_DIR: &str = "/etc/systemd/system";
@@ -198,31 +200,37 @@ pub fn apply(root: &Root, cfg: &Config, _plan: &Plan, ops: &OpLog) -> Result<(),
     if units.is_empty() {
         return Ok(());
     }
+    // Drop-ins and unit files of every unit first, as one batch (one filesystem sync instead
+    // of one per file), then masks in config order: a mask replaces a unit file written for
+    // the same unit, as it does in Ignition's per-unit order.
+    let mut batch = Batch::new(root);
     for (i, u) in units.iter().enumerate() {
         let jp = entry_path("systemd", "units", i);
         for (k, d) in u.dropins.iter().enumerate() {
             let Some(contents) = &d.contents else {
                 continue;
             };
-            let path = format!("{UNIT_DIR}/{}.d/{}", u.name, d.name);
-            let desc = format!("writing systemd drop-in {:?} at \"{path}\"", d.name);
-            ops.run(&desc, || -> Result<(), Error> {
-                root.mkdir_all(format!("{UNIT_DIR}/{}.d", u.name))?;
-                root.write_file_atomic(&path, contents.as_bytes(), 0o644, 0, 0)?;
-                Ok(())
-            })
-            .map_err(|e| failure(&desc, Some(jp.key("dropins").index(k)), e))?;
+            let dir = format!("{UNIT_DIR}/{}.d", u.name);
+            let desc = format!(
+                "writing systemd drop-in {:?} at \"{dir}/{}\"",
+                d.name, d.name
+            );
+            batch
+                .stage(ops, desc, &dir, &d.name, contents.as_bytes())
+                .map_err(|(desc, e)| failure(desc, Some(jp.key("dropins").index(k)), e))?;
         }
         if let Some(contents) = u.contents.as_deref().filter(|c| !c.is_empty()) {
-            let path = unit_path(&u.name);
-            let desc = format!("writing unit {:?} at \"{path}\"", u.name);
-            ops.run(&desc, || -> Result<(), Error> {
-                root.mkdir_all(UNIT_DIR)?;
-                root.write_file_atomic(&path, contents.as_bytes(), 0o644, 0, 0)?;
-                Ok(())
-            })
-            .map_err(|e| failure(&desc, Some(jp.clone()), e))?;
+            let desc = format!("writing unit {:?} at \"{}\"", u.name, unit_path(&u.name));
+            batch
+                .stage(ops, desc, UNIT_DIR, &u.name, contents.as_bytes())
+                .map_err(|(desc, e)| failure(desc, Some(jp.clone()), e))?;
         }
+    }
+    batch
+        .commit()
+        .map_err(|(desc, e)| failure(desc, Some(JsonPath::root().key("systemd")), e))?;
+    for (i, u) in units.iter().enumerate() {
+        let jp = entry_path("systemd", "units", i);
         match u.mask {
             Some(true) => {
                 let desc = format!("masking unit {:?}", u.name);
@@ -242,7 +250,7 @@ pub fn apply(root: &Root, cfg: &Config, _plan: &Plan, ops: &OpLog) -> Result<(),
     if presets.is_empty() {
         return Ok(());
     }
-    let jp = crate::config::JsonPath::root().key("systemd").key("units");
+    let jp = JsonPath::root().key("systemd").key("units");
     let mut lines = Vec::new();
     for p in presets.values() {
         if p.enabled {
@@ -279,6 +287,93 @@ pub fn apply(root: &Root, cfg: &Config, _plan: &Plan, ops: &OpLog) -> Result<(),
     ops.run(&desc, || append_lines(root, PRESET_FILE, &lines, 0o644))
         .map_err(|e| failure(&desc, Some(jp), e))?;
     Ok(())
+}
+
+/// Small files written atomically as a group: each is staged under a temporary name, then
+/// one filesystem sync, then every rename. Nothing of the group appears unless all of it
+/// could be written.
+struct Batch<'r, 'o> {
+    root: &'r Root,
+    items: Vec<(DirHandle, Staged, Op<'o>, String)>,
+}
+
+impl<'r, 'o> Batch<'r, 'o> {
+    fn new(root: &'r Root) -> Self {
+        Batch {
+            root,
+            items: Vec::new(),
+        }
+    }
+
+    /// Stages `contents` as `dir/name` (0644 root:root, `dir` created if missing).
+    fn stage(
+        &mut self,
+        ops: &'o OpLog,
+        desc: String,
+        dir: &str,
+        name: &str,
+        contents: &[u8],
+    ) -> Result<(), (String, Error)> {
+        let op = ops.start(&desc);
+        let r = (|| -> Result<(DirHandle, Staged), Error> {
+            self.root.mkdir_all(dir)?;
+            let d = self.root.open_dir(dir)?;
+            let staged = self
+                .root
+                .stage_file_in(&d, OsStr::new(name), 0o644, 0, 0, |f| {
+                    f.write_all(contents)?;
+                    Ok(contents.len() as u64)
+                })?;
+            Ok((d, staged))
+        })();
+        match r {
+            Ok((d, staged)) => {
+                self.items.push((d, staged, op, desc));
+                Ok(())
+            }
+            Err(e) => {
+                op.fail(&e);
+                self.discard();
+                Err((desc, e))
+            }
+        }
+    }
+
+    fn discard(&mut self) {
+        for (d, s, op, _) in self.items.drain(..) {
+            self.root.discard_staged(&d, s);
+            op.fail(&"not written: another file failed");
+        }
+    }
+
+    /// Syncs and renames everything staged.
+    fn commit(mut self) -> Result<(), (String, Error)> {
+        let mut devs = Vec::new();
+        for (d, ..) in &self.items {
+            let r = self.root.dir_dev(d).and_then(|dev| {
+                if devs.contains(&dev) {
+                    return Ok(());
+                }
+                devs.push(dev);
+                self.root.syncfs(d)
+            });
+            if let Err(e) = r {
+                self.discard();
+                return Err(("syncing systemd units to disk".into(), Error::Fs(e)));
+            }
+        }
+        let mut items = std::mem::take(&mut self.items).into_iter();
+        while let Some((d, s, op, desc)) = items.next() {
+            if let Err(e) = self.root.commit_staged(&d, s) {
+                op.fail(&e);
+                self.items.extend(items);
+                self.discard();
+                return Err((desc, Error::Fs(e)));
+            }
+            op.finish();
+        }
+        Ok(())
+    }
 }
 
 fn instance_name(template: &str, instance: &str) -> String {
