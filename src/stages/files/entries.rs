@@ -78,6 +78,8 @@ struct Entry<'c> {
     index: usize,
     /// The real in-root path (directories resolved, last component literal).
     path: PathBuf,
+    /// Components of `path`.
+    depth: usize,
     user: Spec<'c>,
     group: Spec<'c>,
     uid: Option<u32>,
@@ -298,6 +300,7 @@ pub fn plan<'c>(
         entries.push(Entry {
             kind,
             index,
+            depth: depth(&path),
             path,
             user,
             group,
@@ -557,7 +560,7 @@ pub fn plan<'c>(
     // Depth order (stable), hard links last in config order.
     let (mut order, hard): (Vec<Entry>, Vec<Entry>) =
         entries.into_iter().partition(|e| !e.kind.is_hard_link());
-    order.sort_by_key(|e| depth(&e.path));
+    order.sort_by_key(|e| e.depth);
     order.extend(hard);
     Ok(Plan { entries: order })
 }
@@ -589,12 +592,12 @@ pub fn apply(
     while start < entries.len() {
         let first = &entries[start];
         let hard = first.kind.is_hard_link();
-        let d = depth(&first.path);
+        let d = first.depth;
         let mut end = start + 1;
         while end < entries.len()
             && !hard
             && !entries[end].kind.is_hard_link()
-            && depth(&entries[end].path) == d
+            && entries[end].depth == d
         {
             end += 1;
         }
@@ -640,6 +643,13 @@ impl Synced {
         }
         Ok(())
     }
+}
+
+fn parent_bytes<'p>(e: &'p Entry) -> &'p [u8] {
+    use std::os::unix::ffi::OsStrExt;
+    e.path
+        .parent()
+        .map_or(&[][..], |p| p.as_os_str().as_bytes())
 }
 
 /// How many threads write one depth level.
@@ -690,7 +700,8 @@ fn run_level<'a, 'c, 'o>(
     // Group by parent; parents are created first, once each, so that workers never race to
     // create the same directory.
     let mut order: Vec<&Entry> = level.iter().collect();
-    order.sort_by(|a, b| a.path.parent().cmp(&b.path.parent()));
+    // Paths are clean, so equal parents are equal byte strings.
+    order.sort_by(|a, b| parent_bytes(a).cmp(parent_bytes(b)));
     let mut groups: Vec<Group> = Vec::new();
     for e in order {
         let parent = e.path.parent().unwrap_or(Path::new("/"));
