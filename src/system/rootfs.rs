@@ -909,23 +909,37 @@ impl Root {
         })
     }
 
-    /// Renames a staged file over its destination. On failure the temporary file is removed.
-    /// A directory in the way is refused.
-    pub fn commit_staged(&self, dir: &DirHandle, staged: Staged) -> Result<()> {
+    /// Renames a staged file over its destination. A directory in the way is refused, or,
+    /// with `replace_dir`, removed with everything below it first. On failure the temporary
+    /// file is removed.
+    pub fn commit_staged(&self, dir: &DirHandle, staged: Staged, replace_dir: bool) -> Result<()> {
         const OP: &str = "writing";
-        let p = InRoot::new(&Path::new(&dir.shown).join(&staged.name));
-        let _guard = TempGuard {
+        let guard = TempGuard {
             dir: dir.fd.as_fd(),
             name: Some(staged.tmp.clone()),
         };
-        rustix::fs::renameat(&dir.fd, &staged.tmp, &dir.fd, &staged.name).map_err(|e| match e {
-            rustix::io::Errno::ISDIR | rustix::io::Errno::NOTEMPTY | rustix::io::Errno::EXIST => {
-                self.refused(OP, &p, "a directory is in the way")
+        let rename = || rustix::fs::renameat(&dir.fd, &staged.tmp, &dir.fd, &staged.name);
+        let in_the_way = |e: rustix::io::Errno| {
+            matches!(
+                e,
+                rustix::io::Errno::ISDIR | rustix::io::Errno::NOTEMPTY | rustix::io::Errno::EXIST
+            )
+        };
+        let p = || InRoot::new(&Path::new(&dir.shown).join(&staged.name));
+        match rename() {
+            Ok(()) => {}
+            Err(e) if in_the_way(e) && replace_dir => {
+                remove_tree_at(dir.fd.as_fd(), &staged.name)
+                    .map_err(|e| self.err("removing", &p(), e))?;
+                rename().map_err(|e| self.err(OP, &p(), to_io(e)))?;
             }
-            e => self.err(OP, &p, to_io(e)),
-        })?;
-        // The guard's unlink of the temporary name now fails harmlessly (it was renamed), or
-        // removes it when rename(2) had nothing to do.
+            Err(e) if in_the_way(e) => {
+                return Err(self.refused(OP, &p(), "a directory is in the way"))
+            }
+            Err(e) => return Err(self.err(OP, &p(), to_io(e))),
+        }
+        // A staged file is a new inode, so the rename moved it: nothing is left to remove.
+        guard.disarm();
         Ok(())
     }
 
@@ -2019,8 +2033,8 @@ mod tests {
         assert_eq!(std::fs::read(t.0.join("d/old")).unwrap(), b"old");
         assert!(!t.0.join("d/b").exists());
         root.syncfs(&dir).unwrap();
-        root.commit_staged(&dir, a).unwrap();
-        root.commit_staged(&dir, b).unwrap();
+        root.commit_staged(&dir, a, false).unwrap();
+        root.commit_staged(&dir, b, false).unwrap();
         root.discard_staged(&dir, c);
         assert_eq!(std::fs::read(t.0.join("d/old")).unwrap(), b"new");
         let mode = |n: &str| std::fs::metadata(t.0.join(n)).unwrap().permissions().mode() & 0o7777;
@@ -2045,7 +2059,14 @@ mod tests {
         let s = root
             .stage_file_in(&dir, OsStr::new("sub"), 0o644, uid, gid, write(b"x"))
             .unwrap();
-        assert!(root.commit_staged(&dir, s).is_err());
+        assert!(root.commit_staged(&dir, s, false).is_err());
+        assert_eq!(std::fs::read_dir(t.0.join("d")).unwrap().count(), 3);
+        std::fs::write(t.0.join("d/sub/inner"), "x").unwrap();
+        let s = root
+            .stage_file_in(&dir, OsStr::new("sub"), 0o644, uid, gid, write(b"file now"))
+            .unwrap();
+        root.commit_staged(&dir, s, true).unwrap();
+        assert_eq!(std::fs::read(t.0.join("d/sub")).unwrap(), b"file now");
         assert_eq!(std::fs::read_dir(t.0.join("d")).unwrap().count(), 3);
     }
 

@@ -823,7 +823,7 @@ fn commit_level(root: &Root, pending: Vec<Pending>, synced: &mut Synced) -> Resu
         let Some(dir) = p.dir else { continue };
         let mut staged = p.staged.into_iter();
         while let Some((s, op, e)) = staged.next() {
-            if let Err(err) = root.commit_staged(&dir, s) {
+            if let Err(err) = root.commit_staged(&dir, s, e.kind.overwrite()) {
                 op.fail(&err);
                 for (s, op, _) in staged {
                     root.discard_staged(&dir, s);
@@ -974,16 +974,16 @@ fn write_file(
         None => dir.insert(root.open_dir(parent)?),
     };
     // Looked up again, through the directory as it is now: a symlink made by an earlier
-    // entry may have put something at this path since the plan was made.
-    let existing = root.lstat_entry(d, name)?.map(|st| st.kind);
+    // entry may have put something at this path since the plan was made. With overwrite,
+    // whatever is there is replaced (a directory is removed when the file is renamed into
+    // place), so there is nothing to look up.
+    let existing = if e.kind.overwrite() {
+        None
+    } else {
+        root.lstat_entry(d, name)?.map(|st| st.kind)
+    };
     let replace = match existing {
         None => true,
-        Some(k) if e.kind.overwrite() => {
-            if k == FileKind::Dir {
-                root.remove_all(path)?;
-            }
-            true
-        }
         Some(FileKind::File) if f.contents.source.is_none() => false,
         Some(FileKind::File) => return Err(Error::FileExists(path.display().to_string())),
         Some(_) => return Err(Error::NotRegular(path.display().to_string())),

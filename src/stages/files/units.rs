@@ -364,7 +364,7 @@ impl<'r, 'o> Batch<'r, 'o> {
         }
         let mut items = std::mem::take(&mut self.items).into_iter();
         while let Some((d, s, op, desc)) = items.next() {
-            if let Err(e) = self.root.commit_staged(&d, s) {
+            if let Err(e) = self.root.commit_staged(&d, s, false) {
                 op.fail(&e);
                 self.items.extend(items);
                 self.discard();
