@@ -1176,6 +1176,23 @@ fn apply_mode_refuses_users_unless_told_to_ignore_them() {
     env.run_ok(root, &cfg);
     assert_eq!(read(root.join("etc/x")), "x");
     assert!(!read(root.join("etc/passwd")).contains("core"));
+
+    // LUKS volumes likewise: no device to ask, no crypttab.
+    let before = snapshot(root);
+    let cfg = parse(v36(
+        json!({"storage": {"luks": [{"name": "data", "device": "/dev/vdb"}]}}),
+    ));
+    let mut env = Env::with_mode(Mode::Apply {
+        ignore_unsupported: false,
+    });
+    let f = env.run_err(root, &cfg);
+    assert_eq!(f.path.as_ref().unwrap().to_string(), "$.storage.luks");
+    assert_eq!(snapshot(root), before);
+    let mut env = Env::with_mode(Mode::Apply {
+        ignore_unsupported: true,
+    });
+    env.run_ok(root, &cfg);
+    assert_eq!(snapshot(root), before);
 }
 
 #[test]
