@@ -75,6 +75,15 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// The callback of [`Root::write_file_atomic_with`] failed; nothing was written.
+    #[error("{op} {path} in {}", root.display())]
+    Fill {
+        op: &'static str,
+        path: String,
+        root: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }
 
 impl Error {
@@ -82,7 +91,7 @@ impl Error {
     pub fn io_kind(&self) -> Option<io::ErrorKind> {
         match self {
             Error::OpenRoot { source, .. } | Error::Io { source, .. } => Some(source.kind()),
-            Error::Refused { .. } | Error::Source { .. } => None,
+            Error::Refused { .. } | Error::Source { .. } | Error::Fill { .. } => None,
         }
     }
 
@@ -90,7 +99,7 @@ impl Error {
     pub fn raw_os_error(&self) -> Option<i32> {
         match self {
             Error::OpenRoot { source, .. } | Error::Io { source, .. } => source.raw_os_error(),
-            Error::Refused { .. } | Error::Source { .. } => None,
+            Error::Refused { .. } | Error::Source { .. } | Error::Fill { .. } => None,
         }
     }
 
@@ -255,6 +264,32 @@ pub struct Root {
     path: PathBuf,
 }
 
+/// A file written under a temporary name by [`Root::stage_file_in`], not yet in place.
+#[derive(Debug)]
+#[must_use = "a staged file must be committed or discarded"]
+pub struct Staged {
+    tmp: OsString,
+    name: OsString,
+}
+
+/// A directory of a [`Root`], opened by [`Root::open_dir`].
+#[derive(Debug)]
+pub struct DirHandle {
+    fd: OwnedFd,
+    /// Its in-root path, for messages.
+    shown: String,
+    /// Owner and group a file created in it gets (our fsuid, and our fsgid or the
+    /// directory's group when it is setgid), when known.
+    new_owner: Option<(u32, u32)>,
+}
+
+impl DirHandle {
+    /// The in-root path the directory was opened at.
+    pub fn path(&self) -> &Path {
+        Path::new(&self.shown)
+    }
+}
+
 /// A path split into its cleaned, plain components.
 struct InRoot {
     comps: Vec<OsString>,
@@ -318,6 +353,24 @@ impl InRoot {
 }
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// The process's umask, read once from /proc/self/status (`None` when that is not possible:
+/// then modes are always set explicitly).
+fn umask() -> Option<u32> {
+    static UMASK: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+    *UMASK.get_or_init(|| {
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let line = status.lines().find(|l| l.starts_with("Umask:"))?;
+        u32::from_str_radix(line.trim_start_matches("Umask:").trim(), 8).ok()
+    })
+}
+
+/// The process id, for temporary names (asked once: temporary names are created with
+/// `O_EXCL`, so a stale value after a fork could only cost a retry).
+fn pid() -> i32 {
+    static PID: std::sync::OnceLock<i32> = std::sync::OnceLock::new();
+    *PID.get_or_init(|| rustix::process::getpid().as_raw_nonzero().get())
+}
 
 fn resolve_flags() -> ResolveFlags {
     ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS
@@ -611,6 +664,17 @@ impl Root {
         const OP: &str = "creating directory";
         let p = InRoot::new(path.as_ref());
         let mut out = MkdirAll::default();
+        // Usually the whole path is there already: one lookup instead of one per component.
+        if self
+            .open_rel(
+                &p.prefix(p.comps.len()),
+                OFlags::PATH | OFlags::DIRECTORY,
+                Mode::empty(),
+            )
+            .is_ok()
+        {
+            return Ok(out);
+        }
         for i in 1..=p.comps.len() {
             let rel = p.prefix(i);
             match self.open_rel(&rel, OFlags::PATH | OFlags::DIRECTORY, Mode::empty()) {
@@ -698,6 +762,58 @@ impl Root {
         uid: u32,
         gid: u32,
     ) -> Result<u64> {
+        let path = path.as_ref();
+        let mut read_failed = None;
+        let r = self.write_file_atomic_with(path, mode_bits, uid, gid, true, |file| {
+            copy_checked(&mut contents, file).map_err(|e| match e {
+                CopyError::Read(e) => {
+                    read_failed = Some(e.kind());
+                    e
+                }
+                CopyError::Write(e) => e,
+            })
+        });
+        match r {
+            Err(Error::Fill {
+                op,
+                path,
+                root,
+                source,
+            }) => Err(if read_failed.is_some() {
+                Error::Source {
+                    op,
+                    path,
+                    root,
+                    source,
+                }
+            } else {
+                Error::Io {
+                    op,
+                    path,
+                    root,
+                    source,
+                }
+            }),
+            r => r,
+        }
+    }
+
+    /// Like [`Root::write_file_atomic`], but `fill` writes the contents into the temporary file
+    /// (already open for reading and writing, empty, with its final owner and mode) and returns
+    /// the number of bytes it wrote. An error from `fill` is returned as [`Error::Fill`] and
+    /// nothing appears at `path`: the temporary file is removed.
+    ///
+    /// With `sync_dir` false the directory is not fsynced after the rename: a caller writing
+    /// many files into one directory calls [`Root::fsync_dir`] once at the end instead.
+    pub fn write_file_atomic_with(
+        &self,
+        path: impl AsRef<Path>,
+        mode_bits: u32,
+        uid: u32,
+        gid: u32,
+        sync_dir: bool,
+        fill: impl FnOnce(&mut File) -> io::Result<u64>,
+    ) -> Result<u64> {
         const OP: &str = "writing";
         let p = InRoot::new(path.as_ref());
         let (parent, name) = self.split(OP, &p)?;
@@ -709,48 +825,296 @@ impl Root {
                 return Err(self.refused(OP, &p, "a directory is in the way"));
             }
         }
-        let (tmp_name, fd) = self
-            .create_temp(&parent, &name)
+        self.write_atomic_at(&parent, &name, &p, mode_bits, uid, gid, sync_dir, fill)
+    }
+
+    /// Opens a directory inside the root once, for many operations on its entries
+    /// ([`Root::write_file_atomic_in`]). The directory stays the one that was resolved now,
+    /// whatever happens to its path later.
+    pub fn open_dir(&self, path: impl AsRef<Path>) -> Result<DirHandle> {
+        const OP: &str = "opening directory";
+        let p = InRoot::new(path.as_ref());
+        let fd = self
+            .open_rel(
+                &p.prefix(p.comps.len()),
+                OFlags::PATH | OFlags::DIRECTORY,
+                Mode::empty(),
+            )
             .map_err(|e| self.err(OP, &p, e))?;
+        let new_owner = rustix::fs::fstat(&fd).ok().map(|st| {
+            let uid = rustix::process::geteuid().as_raw();
+            let gid = if st.st_mode & 0o2000 != 0 {
+                st.st_gid
+            } else {
+                rustix::process::getegid().as_raw()
+            };
+            (uid, gid)
+        });
+        Ok(DirHandle {
+            fd,
+            shown: p.shown,
+            new_owner,
+        })
+    }
+
+    /// Writes a file under a temporary name in an opened directory, next to the entry `name`
+    /// (one plain component) it is meant to replace: like [`Root::write_file_atomic_with`]
+    /// (owner and mode set before any byte, `fill` writes the contents), but neither fsynced
+    /// nor renamed. This is for writing many files with one filesystem sync: stage them all,
+    /// [`Root::syncfs`] once, then [`Root::commit_staged`] each, then sync again to make the
+    /// renames durable. Until it is committed or discarded the temporary file stays; when
+    /// `fill` or anything else fails, it is removed and nothing is left.
+    #[allow(clippy::too_many_arguments)]
+    pub fn stage_file_in(
+        &self,
+        dir: &DirHandle,
+        name: &OsStr,
+        mode_bits: u32,
+        uid: u32,
+        gid: u32,
+        fill: impl FnOnce(&mut File) -> io::Result<u64>,
+    ) -> Result<Staged> {
+        const OP: &str = "writing";
+        let p = InRoot::new(&Path::new(&dir.shown).join(name));
+        if name.is_empty() || is_dot(name) || name.as_bytes().contains(&b'/') {
+            return Err(self.refused(OP, &p, "not a plain file name"));
+        }
+        // Skip the chown and chmod when the file is created that way anyway: two system calls
+        // of seven per file.
+        let same_owner = dir.new_owner == Some((uid, gid));
+        let direct_mode = mode_bits & 0o7000 == 0 && umask().is_some_and(|u| mode_bits & u == 0);
+        let (tmp, fd) = self
+            .create_temp_mode(&dir.fd, name, if direct_mode { mode_bits } else { 0o600 })
+            .map_err(|e| self.err(OP, &p, e))?;
+        let guard = TempGuard {
+            dir: dir.fd.as_fd(),
+            name: Some(tmp.clone()),
+        };
+        if same_owner && direct_mode {
+            let mut file = File::from(fd);
+            fill(&mut file).map_err(|source| Error::Fill {
+                op: OP,
+                path: p.shown.clone(),
+                root: self.path.clone(),
+                source,
+            })?;
+        } else {
+            let file = self.fill_temp(fd, &p, mode_bits, uid, gid, fill)?;
+            drop(file);
+        }
+        guard.disarm();
+        Ok(Staged {
+            tmp,
+            name: name.to_os_string(),
+        })
+    }
+
+    /// Renames a staged file over its destination. A directory in the way is refused, or,
+    /// with `replace_dir`, removed with everything below it first. On failure the temporary
+    /// file is removed.
+    pub fn commit_staged(&self, dir: &DirHandle, staged: Staged, replace_dir: bool) -> Result<()> {
+        const OP: &str = "writing";
+        let guard = TempGuard {
+            dir: dir.fd.as_fd(),
+            name: Some(staged.tmp.clone()),
+        };
+        let rename = || rustix::fs::renameat(&dir.fd, &staged.tmp, &dir.fd, &staged.name);
+        let in_the_way = |e: rustix::io::Errno| {
+            matches!(
+                e,
+                rustix::io::Errno::ISDIR | rustix::io::Errno::NOTEMPTY | rustix::io::Errno::EXIST
+            )
+        };
+        let p = || InRoot::new(&Path::new(&dir.shown).join(&staged.name));
+        match rename() {
+            Ok(()) => {}
+            Err(e) if in_the_way(e) && replace_dir => {
+                remove_tree_at(dir.fd.as_fd(), &staged.name)
+                    .map_err(|e| self.err("removing", &p(), e))?;
+                rename().map_err(|e| self.err(OP, &p(), to_io(e)))?;
+            }
+            Err(e) if in_the_way(e) => {
+                return Err(self.refused(OP, &p(), "a directory is in the way"))
+            }
+            Err(e) => return Err(self.err(OP, &p(), to_io(e))),
+        }
+        // A staged file is a new inode, so the rename moved it: nothing is left to remove.
+        guard.disarm();
+        Ok(())
+    }
+
+    /// Removes a staged file that will not be committed.
+    pub fn discard_staged(&self, dir: &DirHandle, staged: Staged) {
+        let _ = rustix::fs::unlinkat(&dir.fd, &staged.tmp, AtFlags::empty());
+    }
+
+    /// `syncfs(2)` on the filesystem of an opened directory: everything written to it so far
+    /// (file contents and metadata) is on stable storage when this returns.
+    pub fn syncfs(&self, dir: &DirHandle) -> Result<()> {
+        let p = InRoot::new(Path::new(&dir.shown));
+        let fd = rustix::fs::openat(
+            &dir.fd,
+            ".",
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| self.err("syncing the filesystem of", &p, to_io(e)))?;
+        rustix::fs::syncfs(&fd).map_err(|e| self.err("syncing the filesystem of", &p, to_io(e)))
+    }
+
+    /// The device number of the filesystem an opened directory is on.
+    pub fn dir_dev(&self, dir: &DirHandle) -> Result<u64> {
+        let p = InRoot::new(Path::new(&dir.shown));
+        rustix::fs::fstat(&dir.fd)
+            .map(|st| st.st_dev)
+            .map_err(|e| self.err("looking up", &p, to_io(e)))
+    }
+
+    /// chown, chmod and fill a new temporary file; restores setuid/setgid if writing cleared
+    /// them.
+    fn fill_temp(
+        &self,
+        fd: OwnedFd,
+        p: &InRoot,
+        mode_bits: u32,
+        uid: u32,
+        gid: u32,
+        fill: impl FnOnce(&mut File) -> io::Result<u64>,
+    ) -> Result<File> {
+        const OP: &str = "writing";
+        rustix::fs::fchown(&fd, uid_arg(Some(uid)), gid_arg(Some(gid)))
+            .map_err(|e| self.err("changing the owner of", p, to_io(e)))?;
+        rustix::fs::fchmod(&fd, mode(mode_bits))
+            .map_err(|e| self.err("setting the mode of", p, to_io(e)))?;
+        let mut file = File::from(fd);
+        fill(&mut file).map_err(|source| Error::Fill {
+            op: OP,
+            path: p.shown.clone(),
+            root: self.path.clone(),
+            source,
+        })?;
+        // Writing drops setuid/setgid when the caller lacks CAP_FSETID; put them back.
+        if mode_bits & 0o6000 != 0 {
+            let st = rustix::fs::fstat(&file).map_err(|e| self.err(OP, p, to_io(e)))?;
+            if st.st_mode & 0o7777 != mode_bits & 0o7777 {
+                rustix::fs::fchmod(&file, mode(mode_bits))
+                    .map_err(|e| self.err("setting the mode of", p, to_io(e)))?;
+            }
+        }
+        Ok(file)
+    }
+
+    /// `lstat` of the entry `name` (one plain component) of an opened directory; `None` when
+    /// there is nothing.
+    pub fn lstat_entry(&self, dir: &DirHandle, name: &OsStr) -> Result<Option<FileStat>> {
+        let p = InRoot::new(&Path::new(&dir.shown).join(name));
+        if name.is_empty() || is_dot(name) || name.as_bytes().contains(&b'/') {
+            return Err(self.refused("looking up", &p, "not a plain file name"));
+        }
+        self.lstat_at(&dir.fd, name)
+            .map_err(|e| self.err("looking up", &p, e))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write_atomic_at(
+        &self,
+        parent: &OwnedFd,
+        name: &OsStr,
+        p: &InRoot,
+        mode_bits: u32,
+        uid: u32,
+        gid: u32,
+        sync_dir: bool,
+        fill: impl FnOnce(&mut File) -> io::Result<u64>,
+    ) -> Result<u64> {
+        const OP: &str = "writing";
+        let (tmp_name, fd) = self
+            .create_temp(parent, name)
+            .map_err(|e| self.err(OP, p, e))?;
         let guard = TempGuard {
             dir: parent.as_fd(),
             name: Some(tmp_name.clone()),
         };
-        rustix::fs::fchown(&fd, uid_arg(Some(uid)), gid_arg(Some(gid)))
-            .map_err(|e| self.err("changing the owner of", &p, to_io(e)))?;
-        rustix::fs::fchmod(&fd, mode(mode_bits))
-            .map_err(|e| self.err("setting the mode of", &p, to_io(e)))?;
-        let mut file = File::from(fd);
-        let written = copy_checked(&mut contents, &mut file).map_err(|e| match e {
-            CopyError::Read(e) => Error::Source {
-                op: OP,
-                path: p.shown.clone(),
-                root: self.path.clone(),
-                source: e,
-            },
-            CopyError::Write(e) => self.err(OP, &p, e),
+        let mut written = 0;
+        let file = self.fill_temp(fd, p, mode_bits, uid, gid, |f| {
+            written = fill(f)?;
+            Ok(written)
         })?;
-        // Writing drops setuid/setgid when the caller lacks CAP_FSETID; put them back.
-        let st = rustix::fs::fstat(&file).map_err(|e| self.err(OP, &p, to_io(e)))?;
-        if st.st_mode & 0o7777 != mode_bits & 0o7777 {
-            rustix::fs::fchmod(&file, mode(mode_bits))
-                .map_err(|e| self.err("setting the mode of", &p, to_io(e)))?;
-        }
-        file.sync_all().map_err(|e| self.err(OP, &p, e))?;
+        file.sync_all().map_err(|e| self.err(OP, p, e))?;
         drop(file);
-        rustix::fs::renameat(&parent, &tmp_name, &parent, &name)
-            .map_err(|e| self.err(OP, &p, to_io(e)))?;
+        rustix::fs::renameat(parent, &tmp_name, parent, name).map_err(|e| match e {
+            rustix::io::Errno::ISDIR | rustix::io::Errno::NOTEMPTY | rustix::io::Errno::EXIST => {
+                self.refused(OP, p, "a directory is in the way")
+            }
+            e => self.err(OP, p, to_io(e)),
+        })?;
         guard.disarm();
-        self.sync_dir(&parent).map_err(|e| self.err(OP, &p, e))?;
+        if sync_dir {
+            self.sync_dir(parent).map_err(|e| self.err(OP, p, e))?;
+        }
         log::debug!("wrote {} in {}", p.shown, self.path.display());
         Ok(written)
     }
 
+    /// fsyncs a directory (resolved inside the root), making renames into it durable.
+    pub fn fsync_dir(&self, path: impl AsRef<Path>) -> Result<()> {
+        const OP: &str = "syncing directory";
+        let p = InRoot::new(path.as_ref());
+        let fd = self
+            .open_rel(
+                &p.prefix(p.comps.len()),
+                OFlags::RDONLY | OFlags::DIRECTORY,
+                Mode::empty(),
+            )
+            .map_err(|e| self.err(OP, &p, e))?;
+        rustix::fs::fsync(&fd).map_err(|e| self.err(OP, &p, to_io(e)))
+    }
+
+    /// An unnamed temporary file (`O_TMPFILE`) for reading and writing, on the filesystem of
+    /// the directory `dir` (which must exist). Where the filesystem has no `O_TMPFILE`, a
+    /// named temporary file is created and unlinked at once. Nothing is left behind when the
+    /// file is dropped.
+    pub fn temp_file_in(&self, dir: impl AsRef<Path>) -> Result<File> {
+        const OP: &str = "creating a temporary file in";
+        let p = InRoot::new(dir.as_ref());
+        let rel = p.prefix(p.comps.len());
+        let dfd = self
+            .open_rel(&rel, OFlags::PATH | OFlags::DIRECTORY, Mode::empty())
+            .map_err(|e| self.err(OP, &p, e))?;
+        match rustix::fs::openat(
+            &dfd,
+            ".",
+            OFlags::RDWR | OFlags::TMPFILE | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        ) {
+            Ok(fd) => return Ok(File::from(fd)),
+            Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::ISDIR) => {}
+            Err(e) => return Err(self.err(OP, &p, to_io(e))),
+        }
+        let (name, fd) = self
+            .create_temp(&dfd, OsStr::new("tmp"))
+            .map_err(|e| self.err(OP, &p, e))?;
+        rustix::fs::unlinkat(&dfd, &name, AtFlags::empty())
+            .map_err(|e| self.err(OP, &p, to_io(e)))?;
+        Ok(File::from(fd))
+    }
+
     fn create_temp(&self, dir: &OwnedFd, name: &OsStr) -> io::Result<(OsString, OwnedFd)> {
+        self.create_temp_mode(dir, name, 0o600)
+    }
+
+    /// A new file under a fresh temporary name in `dir`, created with `create_mode` (the
+    /// umask applies).
+    fn create_temp_mode(
+        &self,
+        dir: &OwnedFd,
+        name: &OsStr,
+        create_mode: u32,
+    ) -> io::Result<(OsString, OwnedFd)> {
         // Keep the temporary name within NAME_MAX whatever the final name is.
         let bytes = name.as_bytes();
         let base = &bytes[..bytes.len().min(200)];
-        let pid = rustix::process::getpid().as_raw_nonzero().get();
+        let pid = pid();
         let mut tries = 0;
         loop {
             let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -766,8 +1130,8 @@ impl Root {
             match rustix::fs::openat(
                 dir,
                 &tmp,
-                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-                Mode::from_raw_mode(0o600),
+                OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::from_raw_mode(create_mode & 0o777),
             ) {
                 Ok(fd) => return Ok((tmp, fd)),
                 Err(rustix::io::Errno::EXIST) if tries < 100 => tries += 1,
@@ -831,6 +1195,80 @@ impl Root {
         let (parent, name) = self.split(OP, &p)?;
         rustix::fs::symlinkat(target.as_ref(), &parent, &name)
             .map_err(|e| self.err(OP, &p, to_io(e)))
+    }
+
+    /// Creates a symlink at `path` (target stored as given) that replaces whatever
+    /// non-directory is there, atomically: the link is made under a temporary name in the same
+    /// directory and renamed over `path`. A directory in the way is refused.
+    pub fn symlink_replace(&self, target: impl AsRef<Path>, path: impl AsRef<Path>) -> Result<()> {
+        const OP: &str = "creating symlink";
+        let p = InRoot::new(path.as_ref());
+        let (parent, name) = self.split(OP, &p)?;
+        self.replace_with(OP, &p, &parent, &name, |tmp| {
+            rustix::fs::symlinkat(target.as_ref(), &parent, tmp)
+        })
+    }
+
+    /// Creates a hard link at `path` to `target` (resolved like [`Root::hard_link`]) that
+    /// replaces whatever non-directory is at `path`, atomically (see [`Root::symlink_replace`]).
+    pub fn hard_link_replace(
+        &self,
+        target: impl AsRef<Path>,
+        path: impl AsRef<Path>,
+    ) -> Result<()> {
+        const OP: &str = "creating hard link";
+        let p = InRoot::new(path.as_ref());
+        let t = InRoot::new(target.as_ref());
+        let (tparent, tname) = self.split(OP, &t)?;
+        let (parent, name) = self.split(OP, &p)?;
+        self.replace_with(OP, &p, &parent, &name, |tmp| {
+            rustix::fs::linkat(&tparent, &tname, &parent, tmp, AtFlags::empty())
+        })
+    }
+
+    /// Makes a new entry under a fresh temporary name with `make`, then renames it over `name`.
+    fn replace_with(
+        &self,
+        op: &'static str,
+        p: &InRoot,
+        parent: &OwnedFd,
+        name: &OsStr,
+        make: impl Fn(&OsStr) -> rustix::io::Result<()>,
+    ) -> Result<()> {
+        if let Some(st) = self
+            .lstat_at(parent, name)
+            .map_err(|e| self.err(op, p, e))?
+        {
+            if st.is_dir() {
+                return Err(self.refused(op, p, "a directory is in the way"));
+            }
+        }
+        let bytes = name.as_bytes();
+        let base = &bytes[..bytes.len().min(200)];
+        let pid = pid();
+        let mut tries = 0;
+        let tmp = loop {
+            let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+            let mut tmp = Vec::with_capacity(base.len() + 32);
+            tmp.push(b'.');
+            tmp.extend_from_slice(base);
+            tmp.extend_from_slice(format!(".ember-{pid}-{n}").as_bytes());
+            let tmp = OsStr::from_bytes(&tmp).to_os_string();
+            match make(&tmp) {
+                Ok(()) => break tmp,
+                Err(rustix::io::Errno::EXIST) if tries < 100 => tries += 1,
+                Err(e) => return Err(self.err(op, p, to_io(e))),
+            }
+        };
+        let guard = TempGuard {
+            dir: parent.as_fd(),
+            name: Some(tmp.clone()),
+        };
+        rustix::fs::renameat(parent, &tmp, parent, name).map_err(|e| self.err(op, p, to_io(e)))?;
+        // rename(2) does nothing when both names already link the same inode; the guard then
+        // removes the temporary name (otherwise it is gone and the unlink fails harmlessly).
+        drop(guard);
+        Ok(())
     }
 
     /// Reads the target of the symlink at `path`.
@@ -1421,7 +1859,7 @@ fn copy_entry(
             let dfd = rustix::fs::openat(
                 dst,
                 name,
-                OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
                 Mode::from_raw_mode(0o600),
             )
             .map_err(failx)?;
@@ -1565,6 +2003,71 @@ mod tests {
         assert!(root.lstat("/missing/x").unwrap().is_none());
         assert!(root.read_file("/abs").is_err());
         assert_eq!(md.uid(), uid);
+    }
+
+    #[test]
+    fn staged_files_appear_only_when_committed() {
+        let t = TempDir::new("staged");
+        std::fs::create_dir(t.0.join("d")).unwrap();
+        std::fs::write(t.0.join("d/old"), "old").unwrap();
+        let root = Root::open(&t.0).unwrap();
+        let dir = root.open_dir("/d").unwrap();
+        let uid = rustix::process::geteuid().as_raw();
+        let gid = rustix::process::getegid().as_raw();
+        let write = |data: &'static [u8]| {
+            move |f: &mut File| -> io::Result<u64> {
+                f.write_all(data)?;
+                Ok(data.len() as u64)
+            }
+        };
+        let a = root
+            .stage_file_in(&dir, OsStr::new("old"), 0o640, uid, gid, write(b"new"))
+            .unwrap();
+        let b = root
+            .stage_file_in(&dir, OsStr::new("b"), 0o2755, uid, gid, write(b"b"))
+            .unwrap();
+        let c = root
+            .stage_file_in(&dir, OsStr::new("c"), 0o644, uid, gid, write(b"c"))
+            .unwrap();
+        // Staged, not visible under their names yet.
+        assert_eq!(std::fs::read(t.0.join("d/old")).unwrap(), b"old");
+        assert!(!t.0.join("d/b").exists());
+        root.syncfs(&dir).unwrap();
+        root.commit_staged(&dir, a, false).unwrap();
+        root.commit_staged(&dir, b, false).unwrap();
+        root.discard_staged(&dir, c);
+        assert_eq!(std::fs::read(t.0.join("d/old")).unwrap(), b"new");
+        let mode = |n: &str| std::fs::metadata(t.0.join(n)).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode("d/old"), 0o640);
+        assert_eq!(mode("d/b"), 0o2755);
+        let names: Vec<_> = std::fs::read_dir(t.0.join("d"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 2, "{names:?}");
+        // A failing fill leaves nothing; a bad name is refused.
+        let r = root.stage_file_in(&dir, OsStr::new("x"), 0o644, uid, gid, |_| {
+            Err(io::Error::other("fetch failed"))
+        });
+        assert!(matches!(r, Err(Error::Fill { .. })));
+        assert!(root
+            .stage_file_in(&dir, OsStr::new("../x"), 0o644, uid, gid, write(b""))
+            .is_err());
+        assert_eq!(std::fs::read_dir(t.0.join("d")).unwrap().count(), 2);
+        // A directory in the way is refused at commit, and the temporary file removed.
+        std::fs::create_dir(t.0.join("d/sub")).unwrap();
+        let s = root
+            .stage_file_in(&dir, OsStr::new("sub"), 0o644, uid, gid, write(b"x"))
+            .unwrap();
+        assert!(root.commit_staged(&dir, s, false).is_err());
+        assert_eq!(std::fs::read_dir(t.0.join("d")).unwrap().count(), 3);
+        std::fs::write(t.0.join("d/sub/inner"), "x").unwrap();
+        let s = root
+            .stage_file_in(&dir, OsStr::new("sub"), 0o644, uid, gid, write(b"file now"))
+            .unwrap();
+        root.commit_staged(&dir, s, true).unwrap();
+        assert_eq!(std::fs::read(t.0.join("d/sub")).unwrap(), b"file now");
+        assert_eq!(std::fs::read_dir(t.0.join("d")).unwrap().count(), 3);
     }
 
     #[test]

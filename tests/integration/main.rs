@@ -4,6 +4,7 @@ mod config_rules;
 mod config_schema;
 mod config_versions;
 mod fetch;
+mod files_stage;
 mod harness;
 mod lint_cli;
 mod lint_support;
