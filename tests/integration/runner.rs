@@ -289,6 +289,41 @@ fn every_stage_as_the_dracut_units_run_it() {
             r.stdout
         );
     }
+    // The tree the files stage wrote.
+    let root = m.p("root");
+    let motd = root.join("etc/motd2");
+    assert_eq!(std::fs::read_to_string(&motd).unwrap(), SECRET_PAYLOAD);
+    assert_eq!(
+        std::fs::metadata(&motd).unwrap().permissions().mode() & 0o7777,
+        0o644
+    );
+    let app = std::fs::metadata(root.join("var/lib/app")).unwrap();
+    assert!(app.is_dir());
+    assert_eq!(app.permissions().mode() & 0o7777, 0o700);
+    assert_eq!(
+        std::fs::read_link(root.join("etc/localtime")).unwrap(),
+        Path::new("/usr/share/zoneinfo/UTC")
+    );
+    assert!(
+        std::fs::read_to_string(root.join("etc/systemd/system/app.service"))
+            .unwrap()
+            .contains("ExecStart=/bin/true")
+    );
+    assert!(
+        std::fs::read_to_string(root.join("etc/systemd/system-preset/20-ignition.preset"))
+            .unwrap()
+            .contains("enable app.service")
+    );
+    let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap();
+    assert!(passwd.lines().any(|l| l.starts_with("core:x:")), "{passwd}");
+    let shadow = std::fs::read_to_string(root.join("etc/shadow")).unwrap();
+    assert!(shadow.contains(&format!("core:{SECRET_HASH}:")), "{shadow}");
+    assert!(
+        std::fs::read_to_string(root.join("home/core/.ssh/authorized_keys.d/ignition"))
+            .unwrap()
+            .contains("AAAAC3NzaEMBERKEY")
+    );
+    assert!(root.join("etc/.ignition-result.json").exists());
     // The state: the user config from the file provider, one base entry per stage.
     let state = m.state();
     let fetched = state["fetchedConfigs"].as_array().unwrap();
@@ -1076,6 +1111,11 @@ fn ember_stage_and_run() {
         .filter(|e| e["kind"] == "base")
         .count();
     assert_eq!(bases, 6);
+    assert_eq!(
+        std::fs::read_to_string(m.p("root/etc/motd")).unwrap(),
+        SECRET_PAYLOAD
+    );
+    assert!(m.p("root/etc/.ignition-result.json").exists());
 
     // With a remote config, run fetches it online after fetch-offline asks for the network.
     let server = HttpServer::start(|_, conn| {
@@ -1119,6 +1159,14 @@ fn ember_apply_and_ignition_apply() {
         cfg.to_str().unwrap(),
     ]);
     ok(&r);
+    assert_eq!(
+        std::fs::read_to_string(tree.join("etc/motd")).unwrap(),
+        SECRET_PAYLOAD
+    );
+    assert!(
+        !tree.join("etc/.ignition-result.json").exists(),
+        "no result file when applying"
+    );
 
     // Disks, kernel arguments and users are refused, by name, unless ignored.
     let mut full: serde_json::Value = serde_json::from_str(&secret_config()).unwrap();
@@ -1160,6 +1208,14 @@ fn ember_apply_and_ignition_apply() {
         "{}",
         r.stdout
     );
+    // Files, directories, links and units are written; users are not.
+    assert_eq!(
+        std::fs::read_to_string(tree.join("etc/motd")).unwrap(),
+        SECRET_PAYLOAD
+    );
+    assert!(tree.join("etc/systemd/system/app.service").exists());
+    assert!(!tree.join("etc/passwd").exists());
+    assert!(!tree.join("home/core").exists());
 
     // --offline: a remote resource is an error.
     let tree = m.p("tree3");
@@ -1454,4 +1510,21 @@ fn certificate_authorities_apply_to_later_fetches_and_are_inlined() {
         "{}",
         r.stderr
     );
+}
+
+#[test]
+fn authorized_keys_fragment_switch() {
+    let m = Machine::new("keys");
+    m.config(&secret_config());
+    ok(&m.ignition("fetch-offline"));
+    ok(&m.ignition_with(
+        "files",
+        &[("IGNITION_WRITE_AUTHORIZED_KEYS_FRAGMENT", "false")],
+    ));
+    let ssh = m.p("root/home/core/.ssh");
+    assert!(std::fs::read_to_string(ssh.join("authorized_keys"))
+        .unwrap()
+        .contains("AAAAC3NzaEMBERKEY"));
+    assert!(!ssh.join("authorized_keys.d").exists());
+    m.assert_no_secrets();
 }
