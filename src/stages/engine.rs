@@ -356,8 +356,9 @@ fn status_entry(
     result: &Result<Outcome, Failure>,
 ) -> serde_json::Value {
     let ms = |d: Duration| d.as_millis() as u64;
-    let operations: Vec<serde_json::Value> = ops
-        .records()
+    let records = ops.records();
+    let count = records.len();
+    let operations: Vec<serde_json::Value> = status_operations(records)
         .into_iter()
         .map(|r| {
             serde_json::json!({
@@ -390,10 +391,33 @@ fn status_entry(
             .map(|d| d.as_secs())
             .unwrap_or(0),
         "durationMs": ms(took),
+        "operationCount": count,
         "operations": operations,
         "error": error,
     })
 }
+
+/// The operations a status entry lists: every failed one, then the slowest, at most
+/// [`STATUS_MAX_OPERATIONS`] in all, in their original order (a 20,000-file config must not
+/// make a 20,000-line status file that every later stage rewrites).
+fn status_operations(records: Vec<super::oplog::OpRecord>) -> Vec<super::oplog::OpRecord> {
+    if records.len() <= STATUS_MAX_OPERATIONS {
+        return records;
+    }
+    let (mut keep, mut rest): (Vec<_>, Vec<_>) =
+        records.into_iter().partition(|r| r.error.is_some());
+    keep.truncate(STATUS_MAX_OPERATIONS);
+    rest.sort_by_key(|r| std::cmp::Reverse(r.duration));
+    rest.truncate(STATUS_MAX_OPERATIONS - keep.len());
+    keep.extend(rest);
+    keep.sort_by_key(|r| r.number);
+    keep
+}
+
+/// Most operations listed per stage run in the status file.
+pub const STATUS_MAX_OPERATIONS: usize = 100;
+/// Most stage runs kept in the status file (the oldest are dropped).
+pub const STATUS_MAX_RUNS: usize = 64;
 
 /// Appends a stage run to the status file (`{"stages": [...]}`), atomically, mode 0600.
 fn append_status(path: &Path, entry: serde_json::Value) -> std::io::Result<()> {
@@ -409,11 +433,17 @@ fn append_status(path: &Path, entry: serde_json::Value) -> std::io::Result<()> {
         .as_object_mut()
         .map(|o| o.entry("stages").or_insert_with(|| serde_json::json!([])));
     match stages {
-        Some(serde_json::Value::Array(a)) => a.push(entry),
+        Some(serde_json::Value::Array(a)) => {
+            a.push(entry);
+            if a.len() > STATUS_MAX_RUNS {
+                let extra = a.len() - STATUS_MAX_RUNS;
+                a.drain(..extra);
+            }
+        }
         Some(other) => *other = serde_json::json!([entry]),
         None => {}
     }
-    let bytes = serde_json::to_vec_pretty(&doc).map_err(std::io::Error::other)?;
+    let bytes = serde_json::to_vec(&doc).map_err(std::io::Error::other)?;
     state::write_private_atomic(path, &bytes)
 }
 
@@ -1194,6 +1224,38 @@ mod tests {
         )
         .unwrap();
         assert_eq!(got.data, b"-----BEGIN CERTIFICATE-----");
+    }
+
+    #[test]
+    fn status_lists_failures_and_the_slowest_operations() {
+        use super::super::oplog::OpRecord;
+        let recs: Vec<OpRecord> = (1..=1000u32)
+            .map(|n| OpRecord {
+                number: n,
+                description: format!("op {n}"),
+                duration: Duration::from_micros(u64::from(n % 500)),
+                error: (n == 3 || n == 700).then(|| "boom".to_string()),
+            })
+            .collect();
+        let kept = status_operations(recs);
+        assert_eq!(kept.len(), STATUS_MAX_OPERATIONS);
+        assert!(kept.windows(2).all(|w| w[0].number < w[1].number));
+        assert!(kept.iter().any(|r| r.number == 3) && kept.iter().any(|r| r.number == 700));
+        // The slowest (n % 500 close to 499) are there, the fastest are not.
+        assert!(kept.iter().any(|r| r.number == 499) && kept.iter().any(|r| r.number == 999));
+        assert!(!kept.iter().any(|r| r.number == 500 || r.number == 1));
+
+        let dir = std::env::temp_dir().join(format!("ember-status-{}", std::process::id()));
+        let path = dir.join("status.json");
+        for i in 0..STATUS_MAX_RUNS + 3 {
+            append_status(&path, serde_json::json!({ "n": i })).unwrap();
+        }
+        let doc: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let runs = doc["stages"].as_array().unwrap();
+        assert_eq!(runs.len(), STATUS_MAX_RUNS);
+        assert_eq!(runs[0]["n"], 3);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
