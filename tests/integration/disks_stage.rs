@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use ember::config::Config;
 use ember::fetch::{self, Fetcher};
-use ember::stages::disks::{self, FsAction, Options, Outcome};
+use ember::stages::disks::{self, FsAction, LuksAction, Options, Outcome};
 use ember::stages::{mount, Context, Failure, Mode, OpLog, Settings, Stage, State};
 use ember::system::blockdev::{self, SysBlock};
 use ember::system::devnames::DevNames;
@@ -1130,4 +1130,486 @@ fn mount_refuses_a_symlink_in_the_path() {
     assert!(msg.contains("contains a non-directory component"), "{msg}");
     assert!(!outside.path().join("x").exists());
     assert!(is_mounted(&run.root.path().join("var/x")).is_none());
+}
+
+// ---------------------------------------------------------------------------------------------
+// RAID and LUKS (in a VM when the host kernel cannot)
+
+/// Whether the running kernel can make md arrays (loading md_mod if needed).
+fn md_ok() -> bool {
+    if !Path::new("/proc/mdstat").exists() {
+        let _ = std::process::Command::new("modprobe")
+            .args(["-a", "md_mod", "raid1"])
+            .output();
+    }
+    Path::new("/proc/mdstat").exists()
+}
+
+/// Whether the running kernel has device-mapper (loading dm_mod and dm_crypt if needed).
+fn dm_ok() -> bool {
+    let has = || std::fs::read_to_string("/proc/misc").is_ok_and(|s| s.contains(" device-mapper"));
+    if !has() {
+        let _ = std::process::Command::new("modprobe")
+            .args(["-a", "dm_mod", "dm_crypt"])
+            .output();
+    }
+    has()
+}
+
+mod vm {
+    //! Runs one test of this binary inside a KVM guest: the newest Debian kernel in /boot
+    //! with its modules, a busybox initramfs that mounts the host's root read-only over
+    //! virtio-9p (tmpfs on /tmp, /var/tmp and /run), and the same test binary run in a chroot
+    //! there with `EMBER_IN_VM=1`.
+    use std::path::{Path, PathBuf};
+    use std::time::Duration;
+
+    use crate::harness::TempDir;
+
+    /// KVM when the CPU can virtualise (vmx/svm) and /dev/kvm exists, else emulation (TCG;
+    /// nested hosts often expose /dev/kvm without being able to run a guest on it).
+    fn accel() -> Vec<&'static str> {
+        let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let virt = cpu
+            .lines()
+            .find(|l| l.starts_with("flags"))
+            .is_some_and(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"));
+        if virt && Path::new("/dev/kvm").exists() {
+            vec!["-enable-kvm", "-cpu", "host,-arch-capabilities"]
+        } else {
+            vec!["-accel", "tcg,thread=multi", "-cpu", "max"]
+        }
+    }
+
+    /// Why a VM cannot be started here, or the kernel version to boot.
+    fn kernel() -> Result<String, String> {
+        for tool in ["qemu-system-x86_64", "cpio", "modprobe"] {
+            if !ember::stages::disks::devices::have_program(tool) {
+                return Err(format!("{tool} is not installed"));
+            }
+        }
+        if !Path::new("/bin/busybox").exists() {
+            return Err("/bin/busybox is missing (package busybox-static)".into());
+        }
+        let mut versions: Vec<String> = std::fs::read_dir("/boot")
+            .map_err(|e| format!("reading /boot: {e}"))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()?
+                    .strip_prefix("vmlinuz-")
+                    .map(str::to_string)
+            })
+            .filter(|v| {
+                Path::new("/lib/modules")
+                    .join(v)
+                    .join("modules.dep")
+                    .exists()
+            })
+            .collect();
+        versions.sort();
+        versions.pop().ok_or_else(|| {
+            "no kernel with modules in /boot and /lib/modules (package linux-image-amd64)".into()
+        })
+    }
+
+    /// The module files to load, in order, for `modules` of kernel `version`.
+    fn module_files(version: &str, modules: &[&str]) -> Result<Vec<PathBuf>, String> {
+        let mut out: Vec<PathBuf> = Vec::new();
+        for m in modules {
+            let o = std::process::Command::new("modprobe")
+                .args(["-S", version, "--show-depends", m])
+                .output()
+                .map_err(|e| format!("modprobe: {e}"))?;
+            for line in String::from_utf8_lossy(&o.stdout).lines() {
+                if let Some(rest) = line.strip_prefix("insmod ") {
+                    let p = PathBuf::from(rest.split_whitespace().next().unwrap_or_default());
+                    if !out.contains(&p) {
+                        out.push(p);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    const INIT: &str = r#"#!/bin/busybox sh
+B=/bin/busybox
+$B mkdir -p /proc /sys /dev /host
+$B mount -t proc proc /proc
+$B mount -t sysfs sysfs /sys
+$B mount -t devtmpfs devtmpfs /dev
+exec 0</dev/console 1>/dev/console 2>&1
+for m in $($B cat /modules.list); do $B insmod /mods/$m || echo "insmod $m failed"; done
+# The virtio device may still be probing: retry for a few seconds.
+n=0
+until $B mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=524288,cache=loose hostroot /host 2>/dev/null; do
+  n=$((n+1)); [ $n -gt 100 ] && break; $B usleep 100000
+done
+if $B grep -q " /host " /proc/mounts; then
+  $B mount -t proc proc /host/proc
+  $B mount -t sysfs sysfs /host/sys
+  $B mount -t devtmpfs devtmpfs /host/dev
+  for d in tmp var/tmp run; do $B mount -t tmpfs tmpfs /host/$d; done
+  echo /modprobe > /proc/sys/kernel/modprobe
+  $B cp /guest.sh /host/run/ember-guest.sh
+  $B chroot /host /bin/sh /run/ember-guest.sh
+else
+  echo "EMBER-VM-ERROR cannot mount the host root"
+fi
+$B sync
+echo o > /proc/sysrq-trigger
+$B poweroff -f
+"#;
+
+    /// The kernel's module loader inside the guest: the host's modprobe in the chroot.
+    const MODPROBE: &str =
+        "#!/bin/busybox sh\nexec /bin/busybox chroot /host /sbin/modprobe \"$@\"\n";
+
+    /// Runs test `name` of this binary in a VM and fails the calling test if it fails there.
+    /// `needs` says what the host lacks.
+    pub fn run(name: &str, needs: &str) {
+        if std::env::var_os("EMBER_IN_VM").is_some() {
+            panic!("{needs} is not available, even in the test VM");
+        }
+        let version = kernel().unwrap_or_else(|why| {
+            panic!(
+                "this host's kernel has no {needs} support, and no VM can be started to test it \
+                 ({why}); install linux-image-amd64, qemu-system-x86, busybox-static and cpio"
+            )
+        });
+        let exe = std::env::current_exe().unwrap();
+        let dir = TempDir::new("vm");
+        let stage = dir.path().join("initramfs");
+        std::fs::create_dir_all(stage.join("bin")).unwrap();
+        std::fs::create_dir_all(stage.join("mods")).unwrap();
+        std::fs::copy("/bin/busybox", stage.join("bin/busybox")).unwrap();
+        let write_exec = |p: PathBuf, text: &str| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::write(&p, text).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        };
+        write_exec(stage.join("init"), INIT);
+        write_exec(stage.join("modprobe"), MODPROBE);
+        write_exec(
+            stage.join("guest.sh"),
+            &format!(
+                "modprobe -a loop md_mod raid1 dm_mod dm_crypt\n\
+                 cd /\n\
+                 env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root EMBER_IN_VM=1 \
+                 RUST_BACKTRACE=1 {} --exact {name} --nocapture --test-threads=1\n\
+                 echo \"EMBER-VM-EXIT $?\"\n",
+                exe.display()
+            ),
+        );
+        let mods = module_files(&version, &["virtio_pci", "9pnet_virtio", "9p"]).unwrap();
+        let mut list = String::new();
+        for m in &mods {
+            let base = m.file_name().unwrap().to_string_lossy().into_owned();
+            std::fs::copy(m, stage.join("mods").join(&base)).unwrap();
+            list.push_str(&base);
+            list.push('\n');
+        }
+        std::fs::write(stage.join("modules.list"), list).unwrap();
+        let cpio = dir.path().join("initramfs.cpio");
+        crate::harness::tool(
+            "sh",
+            &[
+                "-c",
+                &format!(
+                    "cd {} && find . | cpio -o -H newc --quiet > {}",
+                    stage.display(),
+                    cpio.display()
+                ),
+            ],
+        );
+        let serial = dir.path().join("console.log");
+        let started = std::time::Instant::now();
+        let result = ember::system::command::Command::new("qemu-system-x86_64")
+            .args(accel())
+            .args(["-m", "2048", "-smp", "2"])
+            .args([
+                "-display",
+                "none",
+                "-no-reboot",
+                "-monitor",
+                "none",
+                "-nic",
+                "none",
+            ])
+            .arg("-serial")
+            .arg(format!("file:{}", serial.display()))
+            .arg("-kernel")
+            .arg(format!("/boot/vmlinuz-{version}"))
+            .arg("-initrd")
+            .arg(&cpio)
+            .args(["-append", "console=ttyS0 panic=-1 loglevel=3 rdinit=/init"])
+            .args([
+                "-virtfs",
+                "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
+            ])
+            .timeout(Duration::from_secs(900))
+            .run();
+        let log = std::fs::read_to_string(&serial)
+            .unwrap_or_default()
+            .replace('\r', "");
+        let ok = log.contains("EMBER-VM-EXIT 0") && log.contains("test result: ok. 1 passed");
+        if let Err(e) = &result {
+            panic!("running the test VM: {e}\nguest console:\n{log}");
+        }
+        if !ok {
+            panic!("{name} failed in the VM (kernel {version}):\n{log}");
+        }
+        if std::env::var_os("EMBER_VM_VERBOSE").is_some() {
+            eprintln!("{log}");
+        }
+        eprintln!(
+            "{name}: passed in a VM with kernel {version} in {:?} (the host kernel has no {needs})",
+            started.elapsed()
+        );
+    }
+}
+
+/// An md array name no other test uses.
+fn md_name() -> String {
+    uniq("emb")
+}
+
+fn mdadm_detail(path: &str) -> String {
+    tool("mdadm", &["--detail", path])
+}
+
+#[test]
+fn raid1_over_two_loop_devices() {
+    require_root();
+    if !md_ok() {
+        return vm::run(
+            "disks_stage::raid1_over_two_loop_devices",
+            "md (software RAID)",
+        );
+    }
+    let (d1, d2, d3) = (Disk::new(64), Disk::new(64), Disk::new(64));
+    let labels = [uniq("m"), uniq("m"), uniq("m")];
+    let name = md_name();
+    let fs_label = uniq("md");
+    let disk = |d: &Disk, l: &str| {
+        format!(
+            r#"{{"device":"{}","wipeTable":true,"partitions":[{{"number":1,"label":"{l}","typeGuid":"A19D880F-05FC-4D3B-A006-743F0F84911E"}}]}}"#,
+            d.dev()
+        )
+    };
+    let json = format!(
+        r#"{{"ignition":{{"version":"3.5.0"}},"storage":{{
+            "disks":[{},{},{}],
+            "raid":[{{"name":"{name}","level":"raid1","spares":1,
+                      "devices":["/dev/disk/by-partlabel/{}","/dev/disk/by-partlabel/{}","/dev/disk/by-partlabel/{}"]}}],
+            "filesystems":[{{"device":"/dev/md/{name}","format":"ext4","label":"{fs_label}"}}]}}}}"#,
+        disk(&d1, &labels[0]),
+        disk(&d2, &labels[1]),
+        disk(&d3, &labels[2]),
+        labels[0],
+        labels[1],
+        labels[2]
+    );
+    let mut run = Run::new(&json);
+    let out = run.disks().unwrap();
+    assert_eq!(out.plan.filesystems[0].action, FsAction::Decide);
+    assert!(out
+        .plan
+        .to_string()
+        .contains(&format!("raid \"{name}\": create raid1 from")));
+
+    let md = format!("/dev/md/{name}");
+    let detail = mdadm_detail(&md);
+    assert!(detail.contains("Raid Level : raid1"), "{detail}");
+    assert!(detail.contains("Active Devices : 2"), "{detail}");
+    assert!(detail.contains("Spare Devices : 1"), "{detail}");
+    let mdstat = std::fs::read_to_string("/proc/mdstat").unwrap();
+    assert!(mdstat.contains("raid1"), "{mdstat}");
+    let b = blkid(&md);
+    assert_eq!(b.get("TYPE").map(String::as_str), Some("ext4"), "{b:?}");
+    assert_eq!(b.get("LABEL"), Some(&fs_label));
+    for d in [&d1, &d2, &d3] {
+        assert_eq!(blkid(&d.part(1))["TYPE"], "linux_raid_member");
+    }
+    assert_eq!(
+        std::fs::canonicalize(format!("/dev/disk/by-label/{fs_label}")).unwrap(),
+        std::fs::canonicalize(&md).unwrap()
+    );
+    tool("mdadm", &["--stop", &md]);
+}
+
+/// A LUKS config on partition 1 of `disk`; the key comes from a data URL unless `key` is
+/// `None` (then it is generated).
+fn luks_json(
+    disk: &Disk,
+    part: &str,
+    name: &str,
+    key: Option<&str>,
+    extra: &str,
+    fs: &str,
+) -> String {
+    let key = key
+        .map(|k| format!(r#""keyFile":{{"source":"data:,{k}"}},"#))
+        .unwrap_or_default();
+    format!(
+        r#"{{"ignition":{{"version":"3.5.0"}},"storage":{{
+            "disks":[{{"device":"{}","partitions":[{{"number":1,"label":"{part}"}}]}}],
+            "luks":[{{"name":"{name}","device":"/dev/disk/by-partlabel/{part}",{key}
+                      "options":["--pbkdf","pbkdf2","--pbkdf-force-iterations","1000"]{extra}}}],
+            "filesystems":[{fs}]}}}}"#,
+        disk.dev()
+    )
+}
+
+#[test]
+fn luks_with_a_key_file_and_reuse() {
+    require_root();
+    if !dm_ok() {
+        return vm::run(
+            "disks_stage::luks_with_a_key_file_and_reuse",
+            "device-mapper (dm-crypt)",
+        );
+    }
+    let disk = Disk::new(64);
+    let (part, name, fsl) = (uniq("c"), uniq("embluks"), uniq("cfs"));
+    let fs = format!(r#"{{"device":"/dev/mapper/{name}","format":"ext4","label":"{fsl}"}}"#);
+    let json = luks_json(
+        &disk,
+        &part,
+        &name,
+        Some("s3cret-key"),
+        r#","label":"crypt","discard":true"#,
+        &fs,
+    );
+    let mut run = Run::new(&json);
+    let out = run.disks().unwrap();
+    assert_eq!(out.plan.luks[0].action, LuksAction::Format { wipe: None });
+    assert_eq!(
+        out.plan.filesystems[0].action,
+        FsAction::Create { wipe: None }
+    );
+    // Key material is in no log line, no plan line.
+    assert!(!out.plan.to_string().contains("s3cret"));
+    assert!(!format!("{:?}", out.plan).contains("s3cret"));
+    let hdr = blkid(&disk.part(1));
+    assert_eq!(hdr["TYPE"], "crypto_LUKS");
+    assert_eq!(hdr["LABEL"], "crypt");
+    assert_eq!(hdr["VERSION"], "2");
+    let mapper = format!("/dev/mapper/{name}");
+    assert_eq!(blkid(&mapper)["LABEL"], fsl);
+    let status = tool("cryptsetup", &["status", &name]);
+    assert!(status.contains("discards"), "{status}");
+    // The key, for the files stage to write to /etc/luks/<name>.
+    let url = &run.state.luks_persist_key_files[&name];
+    assert_eq!(
+        ember::config::dataurl::decode(url).unwrap().data,
+        b"s3cret-key"
+    );
+    let luks_uuid = hdr["UUID"].clone();
+    let fs_uuid = blkid(&mapper)["UUID"].clone();
+
+    // Closed and run again: the volume and the filesystem on it are reused.
+    tool("cryptsetup", &["close", &name]);
+    let out = Run::new(&json).disks().unwrap();
+    assert!(matches!(
+        out.plan.luks[0].action,
+        LuksAction::Reuse {
+            key_checked: true,
+            ..
+        }
+    ));
+    assert_eq!(out.plan.filesystems[0].action, FsAction::Decide);
+    assert_eq!(blkid(&disk.part(1))["UUID"], luks_uuid);
+    assert_eq!(blkid(&mapper)["UUID"], fs_uuid);
+    tool("cryptsetup", &["close", &name]);
+
+    // A mismatch (label) or a wrong key is an error before anything is written.
+    let before = device_hash(disk.path());
+    for (key, extra, why) in [
+        (
+            "s3cret-key",
+            r#","label":"other","discard":true"#,
+            "wanted label \"other\"",
+        ),
+        (
+            "wrong-key",
+            r#","label":"crypt","discard":true"#,
+            "the key does not open it",
+        ),
+        (
+            "s3cret-key",
+            r#","label":"crypt""#,
+            "with discards, the config does not want them",
+        ),
+    ] {
+        let json = luks_json(&disk, &part, &name, Some(key), extra, &fs);
+        let msg = chain(&Run::new(&json).disks().unwrap_err());
+        assert!(msg.contains("cannot be reused"), "{msg}");
+        assert!(msg.contains(why), "{msg}");
+        assert!(!msg.contains("s3cret"), "{msg}");
+    }
+    assert_eq!(device_hash(disk.path()), before);
+
+    // wipeVolume replaces it, here with a generated key kept for the files stage.
+    let json = luks_json(
+        &disk,
+        &part,
+        &name,
+        None,
+        r#","wipeVolume":true"#,
+        &fs.replace(r#""label""#, r#""wipeFilesystem":true,"label""#),
+    );
+    let mut run = Run::new(&json);
+    run.disks().unwrap();
+    assert_ne!(blkid(&disk.part(1))["UUID"], luks_uuid);
+    let key = ember::config::dataurl::decode(&run.state.luks_persist_key_files[&name])
+        .unwrap()
+        .data;
+    assert_eq!(key.len(), 8192);
+    assert!(key.iter().all(u8::is_ascii_hexdigit));
+    tool("cryptsetup", &["close", &name]);
+}
+
+#[test]
+fn raid_and_luks_need_kernel_support_and_say_so_before_writing() {
+    let disk = Disk::new(64);
+    let before = device_hash(disk.path());
+    let part = uniq("k");
+    if !md_ok() {
+        let json = format!(
+            r#"{{"ignition":{{"version":"3.5.0"}},"storage":{{
+                "disks":[{{"device":"{}","partitions":[{{"number":1,"label":"{part}"}}]}}],
+                "raid":[{{"name":"x","level":"raid1","devices":["/dev/disk/by-partlabel/{part}","{}"]}}]}}}}"#,
+            disk.dev(),
+            disk.part(2)
+        );
+        let err = Run::new(&json).disks().unwrap_err();
+        assert!(
+            chain(&err).contains("the kernel has no md (software RAID) support"),
+            "{}",
+            chain(&err)
+        );
+        assert!(err.hint.is_some());
+    }
+    if !dm_ok() {
+        let json = luks_json(&disk, &part, "k", Some("x"), "", "");
+        let err = Run::new(&json).disks().unwrap_err();
+        assert!(
+            chain(&err).contains("the kernel has no device-mapper support"),
+            "{}",
+            chain(&err)
+        );
+    }
+    if !ember::stages::disks::devices::have_program("clevis") {
+        let json = luks_json(&disk, &part, "k", None, r#","clevis":{"tpm2":true}"#, "");
+        let msg = chain(&Run::new(&json).disks().unwrap_err());
+        assert!(
+            msg.ends_with(
+                "clevis is needed for the clevis binding of LUKS volume \"k\" but was not found in PATH"
+            ),
+            "{msg}"
+        );
+    }
+    assert_eq!(device_hash(disk.path()), before);
 }

@@ -287,7 +287,7 @@ impl std::io::Seek for Window<'_> {
 }
 
 /// Whether `program` can be found in `PATH` (or is an executable path).
-pub(crate) fn have_program(program: &str) -> bool {
+pub fn have_program(program: &str) -> bool {
     use std::os::unix::fs::PermissionsExt;
     let is_exec = |p: &Path| {
         fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
