@@ -490,7 +490,11 @@ fn mismatch_is_an_error_and_nothing_is_written() {
         ),
         "{msg}"
     );
-    assert_eq!(err.path.as_ref().unwrap().to_string(), "$.storage.disks.0");
+    assert_eq!(
+        err.path.as_ref().unwrap().to_string(),
+        "$.storage.disks.0.partitions.1"
+    );
+    assert!(err.hint.as_deref().unwrap().contains("wipePartitionEntry"));
     // Partition 2 would have fitted, but the plan failed as a whole: nothing was written.
     assert_eq!(device_hash(disk.path()), before);
     assert_eq!(sgdisk_table(disk.path()).len(), 1);
@@ -1612,4 +1616,110 @@ fn raid_and_luks_need_kernel_support_and_say_so_before_writing() {
         );
     }
     assert_eq!(device_hash(disk.path()), before);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Benchmark (benches/disks-stage.sh)
+
+/// CPU time (user + system) of this process and of its waited-for children.
+fn cpu_times() -> (Duration, Duration) {
+    let get = |who| {
+        // SAFETY: getrusage fills the zeroed struct we own; `who` is a valid constant.
+        let mut r: libc::rusage = unsafe { std::mem::zeroed() };
+        unsafe { libc::getrusage(who, &mut r) };
+        let tv = |t: libc::timeval| {
+            Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+        };
+        tv(r.ru_utime) + tv(r.ru_stime)
+    };
+    (get(libc::RUSAGE_SELF), get(libc::RUSAGE_CHILDREN))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+#[test]
+#[ignore = "benchmark; run benches/disks-stage.sh"]
+fn bench_disks_stage() {
+    require_root();
+    let iterations: usize = std::env::var("EMBER_BENCH_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10);
+    // (name, values per iteration in ms)
+    let mut rows: Vec<(&str, Vec<f64>)> = [
+        "total (wall)",
+        "  waits for devices",
+        "  planning",
+        "  GPT write",
+        "  kernel notify (BLKPG + settle)",
+        "  by-* links",
+        "  wipe + mkfs section (wall)",
+        "Ember's own wall (total - mkfs section)",
+        "Ember's own CPU (getrusage self)",
+        "mkfs CPU (getrusage children)",
+        "second run, nothing to do (wall)",
+        "second run CPU (getrusage self)",
+    ]
+    .into_iter()
+    .map(|n| (n, Vec::new()))
+    .collect();
+    for _ in 0..iterations {
+        let disk = Disk::new(256);
+        let (b, e, r, d) = (uniq("bios"), uniq("efi"), uniq("boot"), uniq("root"));
+        let json = disks_json(
+            &format!(
+                r#"{{"device":"{}","wipeTable":true,"partitions":[
+                    {{"number":1,"label":"{b}","sizeMiB":1,"typeGuid":"21686148-6449-6E6F-744E-656564454649"}},
+                    {{"number":2,"label":"{e}","sizeMiB":32,"typeGuid":"C12A7328-F81F-11D2-BA4B-00A0C93EC93B"}},
+                    {{"number":3,"label":"{r}","sizeMiB":64}},
+                    {{"number":4,"label":"{d}","sizeMiB":0}}]}}"#,
+                disk.dev()
+            ),
+            &format!(
+                r#"{{"device":"/dev/disk/by-partlabel/{e}","format":"vfat","label":"EFI-SYSTEM"}},
+                   {{"device":"/dev/disk/by-partlabel/{d}","format":"ext4","label":"{d}"}}"#
+            ),
+        );
+        let mut run = Run::new(&json);
+        let (s0, c0) = cpu_times();
+        let out = run.disks().unwrap();
+        let (s1, c1) = cpu_times();
+        let t = &out.timings;
+        let vals = [
+            t.total,
+            t.waits,
+            t.planning,
+            t.table_writes,
+            t.kernel_notify,
+            t.links,
+            t.mkfs,
+            t.total.saturating_sub(t.mkfs),
+            s1 - s0,
+            c1 - c0,
+        ];
+        for (row, v) in rows.iter_mut().zip(vals) {
+            row.1.push(ms(v));
+        }
+        let json2 = json.replace(r#""wipeTable":true,"#, "");
+        let mut run2 = Run::new(&json2);
+        let (s2, _) = cpu_times();
+        let out2 = run2.disks().unwrap();
+        let (s3, _) = cpu_times();
+        assert!(!out2.plan.writes());
+        rows[10].1.push(ms(out2.timings.total));
+        rows[11].1.push(ms(s3 - s2));
+    }
+    println!("\ndisks stage: 256 MiB loop disk, 4 partitions, vfat + ext4, {iterations} runs (ms)");
+    println!("{:<42} {:>9} {:>9} {:>9}", "", "median", "min", "max");
+    for (name, mut v) in rows {
+        v.sort_by(|a, b| a.total_cmp(b));
+        println!(
+            "{name:<42} {:>9.2} {:>9.2} {:>9.2}",
+            v[v.len() / 2],
+            v[0],
+            v[v.len() - 1]
+        );
+    }
 }

@@ -111,6 +111,20 @@ pub enum PartitionError {
     OutOfRange(i64),
 }
 
+impl PartitionError {
+    /// The partition the error is about.
+    pub fn number(&self) -> Option<u32> {
+        match self {
+            PartitionError::ShouldNotExist { number }
+            | PartitionError::Mismatch { number, .. }
+            | PartitionError::Active { number }
+            | PartitionError::DoesNotFit { number, .. }
+            | PartitionError::Table { number, .. } => Some(*number),
+            PartitionError::OutOfRange(_) => None,
+        }
+    }
+}
+
 /// The result of planning one disk's partitions.
 #[derive(Debug, Clone)]
 pub struct PartitionPlan {

@@ -290,9 +290,27 @@ impl Planner<'_> {
         for (i, (disk, node)) in storage.disks.iter().zip(&nodes).enumerate() {
             let path = storage_path("disks", i);
             let fail = |e: Error| {
-                Failure::new(format!("planning the partitions of {}", disk.device))
-                    .at(path.clone())
-                    .caused_by(e)
+                // Point at the partition entry when the error is about one.
+                let number = match &e {
+                    Error::Partition { source, .. } => source.number(),
+                    _ => None,
+                };
+                let at = number
+                    .and_then(|n| {
+                        disk.partitions
+                            .iter()
+                            .position(|p| p.number == i64::from(n))
+                    })
+                    .map(|j| path.key("partitions").index(j))
+                    .unwrap_or_else(|| path.clone());
+                let hint = hint_for(&e);
+                let f = Failure::new(format!("planning the partitions of {}", disk.device))
+                    .at(at)
+                    .caused_by(e);
+                match hint {
+                    Some(h) => f.hint(h),
+                    None => f,
+                }
             };
             if let Some(j) = nodes[..i].iter().position(|n| n == node) {
                 return Err(fail(Error::SameDisk {
@@ -506,13 +524,18 @@ impl Planner<'_> {
         for (i, l) in storage.luks.iter().enumerate() {
             let path = storage_path("luks", i);
             let lp = self.plan_one_luks(l, path.clone()).map_err(|e| {
+                let hint = match &e {
+                    Error::Unsupported(_) => Some(
+                        "use a kernel with device-mapper and dm-crypt, or load dm_mod and dm_crypt",
+                    ),
+                    e => hint_for(e),
+                };
                 let f = Failure::new(format!("planning LUKS volume {:?}", l.name))
-                    .at(path.clone());
-                match e {
-                    Error::Unsupported(_) => f
-                        .hint("use a kernel with device-mapper and dm-crypt, or load dm_mod and dm_crypt")
-                        .caused_by(e),
-                    e => f.caused_by(e),
+                    .at(path.clone())
+                    .caused_by(e);
+                match hint {
+                    Some(h) => f.hint(h),
+                    None => f,
                 }
             })?;
             self.plan.luks.push(lp);
@@ -651,9 +674,14 @@ impl Planner<'_> {
                 continue;
             };
             let fail = |e: Error| {
-                Failure::new(format!("planning the filesystem on {}", f.device))
+                let hint = hint_for(&e);
+                let f = Failure::new(format!("planning the filesystem on {}", f.device))
                     .at(path.clone())
-                    .caused_by(e)
+                    .caused_by(e);
+                match hint {
+                    Some(h) => f.hint(h),
+                    None => f,
+                }
             };
             if let Some(program) = filesystems::mkfs_program(format) {
                 if !devices::have_program(program) {
@@ -705,6 +733,36 @@ impl Planner<'_> {
         }
         Ok(())
     }
+}
+
+/// How to get past the common refusals.
+fn hint_for(e: &Error) -> Option<&'static str> {
+    use super::partitions::PartitionError as P;
+    Some(match e {
+        Error::Partition { source, .. } => match source {
+            P::Mismatch { .. } => {
+                "set wipePartitionEntry to replace the partition (its data is lost), or resize \
+                 if only its size differs"
+            }
+            P::ShouldNotExist { .. } => "set wipePartitionEntry to delete it",
+            P::Active { .. } => "unmount it (or stop what holds it) first",
+            P::DoesNotFit { .. } => {
+                "check startMiB and sizeMiB against the disk and its other partitions"
+            }
+            _ => return None,
+        },
+        Error::NotGpt { .. } | Error::ReadTable { .. } => {
+            "set wipeTable to replace the partition table (the partitions on it are lost)"
+        }
+        Error::ActiveDisk { .. } | Error::WipeActive { .. } | Error::InUse { .. } => {
+            "unmount it (or stop what holds it) first"
+        }
+        Error::BadFilesystem { .. } => {
+            "set wipeFilesystem to replace it (its data is lost), or fix format, label and uuid"
+        }
+        Error::Wait(_) => "check the device path; EMBER_DEVICE_TIMEOUT sets how long to wait",
+        _ => return None,
+    })
 }
 
 /// Ignition's LUKS reuse rules, given what is on the device.
