@@ -401,6 +401,18 @@ fn second_run_changes_nothing() {
         .iter()
         .all(|f| matches!(f.action, FsAction::Keep { .. })));
     assert_eq!(view(), before);
+
+    // Once more with the kernel not knowing the partitions: planning reads them at their
+    // place through the disk node, whose page cache still holds what the first run read
+    // there before mkfs; it must see the filesystems anyway.
+    let dev = blockdev::BlockDevice::open(disk.path()).unwrap();
+    dev.delete_partition(1).unwrap();
+    dev.delete_partition(2).unwrap();
+    assert!(kernel_partitions(disk.path()).is_empty());
+    let out = Run::new(&json2).disks().unwrap();
+    assert!(!out.plan.writes(), "{}", out.plan);
+    assert_eq!(kernel_partitions(disk.path()).len(), 2);
+    assert_eq!(view(), before);
 }
 
 #[test]
@@ -1722,4 +1734,33 @@ fn bench_disks_stage() {
             v[v.len() - 1]
         );
     }
+}
+
+#[test]
+fn planning_reads_through_stale_disk_cache() {
+    // The disk node and the partition nodes have separate page caches.  The first run reads
+    // partition 1's place through the disk while planning (caching what was there), then
+    // mkswap writes through the partition.  If the kernel's idea of the partition then
+    // differs from the table (another tool, or a kernel that dropped it), planning must read
+    // the partition at its place through the disk: it has to see the swap header, not the
+    // cached zeros.
+    let disk = Disk::new(64);
+    let json = disks_json(
+        &format!(
+            r#"{{"device":"{}","partitions":[{{"number":1,"sizeMiB":16}}]}}"#,
+            disk.dev()
+        ),
+        &format!(
+            r#"{{"device":"{}","format":"swap","label":"cached"}}"#,
+            disk.part(1)
+        ),
+    );
+    Run::new(&json).disks().unwrap();
+    let dev = blockdev::BlockDevice::open(disk.path()).unwrap();
+    dev.resize_partition(1, 1 << 20, 8 << 20).unwrap();
+    let plan = Run::new(&json).plan().unwrap();
+    assert!(
+        matches!(&plan.filesystems[0].action, FsAction::Keep { found } if found.fs_type == "swap"),
+        "{plan}"
+    );
 }
