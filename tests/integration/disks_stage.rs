@@ -1764,3 +1764,38 @@ fn planning_reads_through_stale_disk_cache() {
         "{plan}"
     );
 }
+
+#[test]
+fn apply_mode_refuses_or_skips_storage() {
+    let json = disks_json(
+        "",
+        r#"{"device":"/dev/disk/by-label/ember-nothing","format":"ext4","path":"/x"}"#,
+    );
+    let mut run = Run::new(&json);
+    run.settings.mode = Mode::Apply {
+        ignore_unsupported: false,
+    };
+    let err = run.disks().unwrap_err();
+    assert!(
+        chain(&err).contains("cannot be applied to a directory tree"),
+        "{}",
+        chain(&err)
+    );
+    assert!(err
+        .hint
+        .as_deref()
+        .unwrap()
+        .contains("--ignore-unsupported"));
+    let err = run.mount().unwrap_err();
+    assert!(chain(&err).contains("cannot be mounted"), "{}", chain(&err));
+    run.settings.mode = Mode::Apply {
+        ignore_unsupported: true,
+    };
+    // Skipped quickly: no wait for the device that does not exist.
+    let started = Instant::now();
+    assert!(run.disks().unwrap().plan.filesystems.is_empty());
+    run.mount().unwrap();
+    run.umount().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(!run.root.path().join("x").exists());
+}
