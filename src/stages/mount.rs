@@ -1,15 +1,314 @@
-//! The mount and umount stages (placeholder until their implementation lands).
+//! The mount and umount stages.
+//!
+//! Mount: every filesystem with a `path` whose format is not swap or none is mounted at
+//! `<root>/<path>`, shallowest first (stable order for equal depths), with its
+//! `mountOptions`.  Existing components of the mount path must be directories (a symlink or a
+//! file is an error: nothing is followed out of the root); missing ones are created with mode
+//! 0755 and recorded in `state.notated_directories` (as paths inside the root, `/var/lib/x`).
+//! Devices are waited for and resolved like the disks stage does.  A filesystem already mounted
+//! at its place from the same device is left as it is.
+//!
+//! Umount: the same list, deepest first; a path that is not a mount point is skipped.  A mount
+//! that cannot be unmounted is left mounted and reported; nothing is ever deleted.
 
-use super::{Context, Failure};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
 
-/// Mounts the config's filesystems under the root.
+use super::disks::devices::{Resolver, WaitError};
+use super::disks::Options;
+use super::{Context, Failure, Mode};
+use crate::config::model::Filesystem;
+use crate::config::JsonPath;
+use crate::system::blockdev;
+use crate::system::mounts;
+
+/// Errors of the mount and umount stages.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Wait(#[from] WaitError),
+    #[error("mount path {path} contains a non-directory component {component}")]
+    NotADirectory { path: PathBuf, component: PathBuf },
+    #[error("checking {path}")]
+    Stat {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("creating directory {path}")]
+    Mkdir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Mount(#[from] mounts::Error),
+    #[error("{}", .0.join("\n"))]
+    Several(Vec<String>),
+    #[error("filesystems cannot be mounted when applying a config to a directory tree")]
+    Unsupported,
+}
+
+/// A filesystem to mount.
+struct Entry<'a> {
+    index: usize,
+    fs: &'a Filesystem,
+    /// `path` inside the root, normalised (`/var/lib/x`).
+    inner: PathBuf,
+    /// `<root>/<path>`.
+    target: PathBuf,
+}
+
+/// Normalises an absolute path lexically, keeping it inside `/` (`..` at the top stays at
+/// the top, as Go's `filepath.Join` does).
+fn normalize(path: &str) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in Path::new(path).components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn depth(p: &Path) -> usize {
+    p.components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+        .count()
+}
+
+/// The filesystems to mount, shallowest first.
+fn entries<'a>(config: &'a crate::config::Config, root: &Path) -> Vec<Entry<'a>> {
+    let mut v: Vec<Entry> = config
+        .storage
+        .filesystems
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| {
+            !matches!(
+                f.format.as_deref(),
+                None | Some("") | Some("swap") | Some("none")
+            )
+        })
+        .filter_map(|(index, fs)| {
+            let p = fs.path.as_deref().filter(|p| !p.is_empty())?;
+            let inner = normalize(p);
+            let target = root.join(inner.strip_prefix("/").unwrap_or(&inner));
+            Some(Entry {
+                index,
+                fs,
+                inner,
+                target,
+            })
+        })
+        .collect();
+    v.sort_by_key(|e| depth(&e.inner));
+    v
+}
+
+fn fs_path(i: usize) -> JsonPath {
+    JsonPath::root().key("storage").key("filesystems").index(i)
+}
+
+/// Runs the mount stage (device timeout from `EMBER_DEVICE_TIMEOUT`, else 30 s).
 pub fn run_mount(ctx: &mut Context) -> Result<(), Failure> {
-    let _ = ctx;
+    run_mount_with(ctx, &Options::from_env())
+}
+
+/// Runs the mount stage with the given device timeout.
+pub fn run_mount_with(ctx: &mut Context, opts: &Options) -> Result<(), Failure> {
+    let config = ctx.config;
+    let list = entries(config, ctx.root);
+    if list.is_empty() {
+        return Ok(());
+    }
+    if let Mode::Apply { ignore_unsupported } = ctx.settings.mode {
+        if ignore_unsupported {
+            log::warn!("mount: skipping filesystems (not supported when applying to a tree)");
+            return Ok(());
+        }
+        return Err(Failure::new("mounting filesystems")
+            .at(fs_path(list[0].index))
+            .hint("use --ignore-unsupported to skip them")
+            .caused_by(Error::Unsupported));
+    }
+    let mut resolver = Resolver::new(&ctx.settings.dev_dir);
+    let mut created = Vec::new();
+    for e in &list {
+        let desc = format!("mounting {} at {}", e.fs.device, e.target.display());
+        let op = ctx.ops.start(&desc);
+        match mount_one(e, ctx.root, &mut resolver, opts, &mut created) {
+            Ok(()) => op.finish(),
+            Err(err) => {
+                op.fail(&err);
+                record(ctx, &created);
+                return Err(Failure::new(desc).at(fs_path(e.index)).caused_by(err));
+            }
+        }
+    }
+    record(ctx, &created);
     Ok(())
 }
 
-/// Unmounts what the mount stage mounted, in reverse order.
-pub fn run_umount(ctx: &mut Context) -> Result<(), Failure> {
-    let _ = ctx;
+fn record(ctx: &mut Context, created: &[String]) {
+    for d in created {
+        if !ctx.state.notated_directories.contains(d) {
+            ctx.state.notated_directories.push(d.clone());
+        }
+    }
+}
+
+fn mount_one(
+    e: &Entry,
+    root: &Path,
+    resolver: &mut Resolver,
+    opts: &Options,
+    created: &mut Vec<String>,
+) -> Result<(), Error> {
+    // Every existing component must be a directory; create the missing ones.
+    let mut cur = root.to_path_buf();
+    let mut inner = PathBuf::from("/");
+    let mut missing = false;
+    for c in e
+        .inner
+        .components()
+        .filter(|c| matches!(c, Component::Normal(_)))
+    {
+        cur.push(c);
+        inner.push(c);
+        if !missing {
+            match fs::symlink_metadata(&cur) {
+                Ok(m) if m.is_dir() => continue,
+                Ok(_) => {
+                    return Err(Error::NotADirectory {
+                        path: e.target.clone(),
+                        component: cur.clone(),
+                    })
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => missing = true,
+                Err(source) => {
+                    return Err(Error::Stat {
+                        path: cur.clone(),
+                        source,
+                    })
+                }
+            }
+        }
+        let mkdir_err = |source| Error::Mkdir {
+            path: cur.clone(),
+            source,
+        };
+        fs::create_dir(&cur).map_err(mkdir_err)?;
+        fs::set_permissions(&cur, fs::Permissions::from_mode(0o755)).map_err(mkdir_err)?;
+        created.push(inner.to_string_lossy().into_owned());
+    }
+
+    let node = resolver
+        .wait_nodes(&[e.fs.device.as_str()], opts.device_timeout)?
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| PathBuf::from(&e.fs.device));
+    if e.fs.device.starts_with("/dev/") && !Path::new(&e.fs.device).exists() {
+        // Make the configured name exist for later tools, as udev would have.
+        if let Err(err) = resolver.dev_names().resolve(Path::new(&e.fs.device)) {
+            log::debug!("linking {}: {err}", e.fs.device);
+        }
+    }
+    if already_mounted(&e.target, &node) {
+        log::info!(
+            "{} is already mounted at {}",
+            e.fs.device,
+            e.target.display()
+        );
+        return Ok(());
+    }
+    let format = e.fs.format.as_deref().unwrap_or_default();
+    mounts::mount(&node, &e.target, format, &e.fs.mount_options)?;
     Ok(())
+}
+
+fn already_mounted(target: &Path, node: &Path) -> bool {
+    let Ok(real) = fs::canonicalize(target) else {
+        return false;
+    };
+    let Ok((major, minor)) = blockdev::device_number(node) else {
+        return false;
+    };
+    mounts::mountinfo().is_ok_and(|m| {
+        m.iter()
+            .rev()
+            .find(|m| m.mount_point == real)
+            .is_some_and(|m| m.major == major && m.minor == minor)
+    })
+}
+
+/// Runs the umount stage: unmounts what the mount stage mounted, deepest first.
+pub fn run_umount(ctx: &mut Context) -> Result<(), Failure> {
+    let config = ctx.config;
+    let list = entries(config, ctx.root);
+    if list.is_empty() || matches!(ctx.settings.mode, Mode::Apply { .. }) {
+        return Ok(());
+    }
+    let mut failed = Vec::new();
+    let mut first_path = None;
+    for e in list.iter().rev() {
+        let is_mount = fs::canonicalize(&e.target)
+            .ok()
+            .and_then(|real| {
+                mounts::mountinfo()
+                    .ok()
+                    .map(|m| m.iter().any(|m| m.mount_point == real))
+            })
+            .unwrap_or(false);
+        if !is_mount {
+            log::info!("{} is not mounted; nothing to unmount", e.target.display());
+            continue;
+        }
+        let desc = format!("unmounting {}", e.target.display());
+        let r = ctx
+            .ops
+            .run(&desc, || mounts::umount(&e.target).map_err(Error::Mount));
+        if let Err(err) = r {
+            // Left mounted, and never deleted.
+            failed.push(format!("{desc}: {}", chain(&err)));
+            first_path.get_or_insert_with(|| fs_path(e.index));
+        }
+    }
+    if failed.is_empty() {
+        return Ok(());
+    }
+    let mut f = Failure::new("unmounting filesystems").caused_by(Error::Several(failed));
+    f.path = first_path;
+    Err(f)
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_stay_inside_the_root() {
+        assert_eq!(normalize("/var/lib/x"), PathBuf::from("/var/lib/x"));
+        assert_eq!(normalize("/../../etc"), PathBuf::from("/etc"));
+        assert_eq!(normalize("/a/./b/../c/"), PathBuf::from("/a/c"));
+        assert_eq!(normalize("/"), PathBuf::from("/"));
+        assert_eq!(depth(Path::new("/")), 0);
+        assert_eq!(depth(Path::new("/var/lib")), 2);
+    }
 }

@@ -682,24 +682,30 @@ pub fn notify_kernel(
 
     let current = blk.partitions()?;
     let want = |n: u32| table.iter().find(|p| p.number == n);
+    // The kernel refuses (EBUSY) an extent that overlaps another partition it still has, so
+    // the order matters: deletions first, then shrinking resizes, then growing ones, then
+    // additions.
+    let mut resizes = Vec::new();
     for p in &current {
         let start = p.start * 512;
         let len = p.size * 512;
         match want(p.number) {
             Some(w) if w.start == start && w.len == len => {}
-            Some(w) if w.start == start => {
-                retry_busy(&p.block, opts.timeout, || {
-                    dev.resize_partition(p.number, w.start, w.len)
-                })
-                .map_err(|e| busy_or(e, disk, p.number))?;
-                report.resized.push(p.number);
-            }
+            Some(w) if w.start == start => resizes.push((p, w.len, len)),
             _ => {
                 retry_busy(&p.block, opts.timeout, || dev.delete_partition(p.number))
                     .map_err(|e| busy_or(e, disk, p.number))?;
                 report.deleted.push(p.number);
             }
         }
+    }
+    resizes.sort_by_key(|(_, new_len, old_len)| new_len > old_len);
+    for (p, new_len, _) in resizes {
+        retry_busy(&p.block, opts.timeout, || {
+            dev.resize_partition(p.number, p.start * 512, new_len)
+        })
+        .map_err(|e| busy_or(e, disk, p.number))?;
+        report.resized.push(p.number);
     }
     for w in table {
         let present = current

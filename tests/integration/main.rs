@@ -3,6 +3,7 @@ mod blockdev;
 mod config_rules;
 mod config_schema;
 mod config_versions;
+mod disks_stage;
 mod fetch;
 mod files_stage;
 mod harness;
