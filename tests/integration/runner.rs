@@ -1528,3 +1528,78 @@ fn authorized_keys_fragment_switch() {
     assert!(!ssh.join("authorized_keys.d").exists());
     m.assert_no_secrets();
 }
+
+#[test]
+fn whole_sequence_on_a_loop_device() {
+    crate::harness::require_root();
+    use ember::system::devnames::DevNames;
+    use ember::system::loopdev::ScratchDisk;
+    struct Cleanup(String, PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = ember::system::mounts::umount_lazy(&self.1);
+            let _ = DevNames::default().remove_links_to(&self.0);
+        }
+    }
+    let m = Machine::new("loop");
+    let disk = ScratchDisk::new(64).unwrap();
+    let _cleanup = Cleanup(disk.name(), m.p("root/var"));
+    let tag = std::process::id() % 100_000;
+    let (plabel, fslabel) = (format!("emb-var-{tag}"), format!("EMBVAR{tag}"));
+    m.config(
+        &serde_json::json!({
+            "ignition": {"version": "3.4.0"},
+            "storage": {
+                "disks": [{"device": disk.path(), "wipeTable": true,
+                           "partitions": [{"number": 1, "label": plabel, "sizeMiB": 0}]}],
+                "filesystems": [{"device": format!("/dev/disk/by-partlabel/{plabel}"), "format": "ext4",
+                                 "label": fslabel, "path": "/var", "wipeFilesystem": true}],
+                "files": [{"path": "/var/lib/hello", "mode": 420,
+                           "contents": {"source": format!("data:,{SECRET_PAYLOAD}")}}]
+            }
+        })
+        .to_string(),
+    );
+    for stage in ["fetch-offline", "kargs", "disks", "mount", "files"] {
+        ok(&m.ignition(stage));
+    }
+    let var = m.p("root/var");
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        mountinfo.contains(&format!(" {} ", var.display())),
+        "the mount stage mounted /var"
+    );
+    assert_eq!(
+        std::fs::read_to_string(var.join("lib/hello")).unwrap(),
+        SECRET_PAYLOAD
+    );
+    ok(&m.ignition("umount"));
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mountinfo.contains(&format!(" {} ", var.display())));
+    assert!(
+        !var.join("lib/hello").exists(),
+        "the file went to the new filesystem"
+    );
+
+    // The filesystem on the new partition holds the file.
+    let part = disk.partition_path(1);
+    let blkid = crate::harness::tool("blkid", &["-o", "export", part.to_str().unwrap()]);
+    assert!(blkid.contains(&format!("LABEL={fslabel}")), "{blkid}");
+    assert!(blkid.contains("TYPE=ext4"), "{blkid}");
+    let check = m.p("check");
+    std::fs::create_dir_all(&check).unwrap();
+    crate::harness::tool(
+        "mount",
+        &["-o", "ro", part.to_str().unwrap(), check.to_str().unwrap()],
+    );
+    let got = std::fs::read_to_string(check.join("lib/hello"));
+    crate::harness::tool("umount", &[check.to_str().unwrap()]);
+    assert_eq!(got.unwrap(), SECRET_PAYLOAD);
+    let state = m.state();
+    assert_eq!(
+        state["fetchedConfigs"].as_array().unwrap().len(),
+        7,
+        "{state}"
+    );
+    m.assert_no_secrets();
+}
