@@ -17,7 +17,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
-use super::configdrive::{Drive, Search, TempMount};
+use super::configdrive::{self, Drive, Search};
 use super::util::{self, NotFound};
 use super::{Error, Provider};
 use crate::fetch::Fetcher;
@@ -73,19 +73,19 @@ pub fn read_ovf_custom_data(drives: &Search, fs_types: &[&str]) -> Result<Option
             if !disc_ready(&d.device) {
                 continue;
             }
-            let mount = match TempMount::new(&d) {
+            let mut opened = match configdrive::open(&d) {
                 Ok(m) => m,
                 Err(e) => {
                     log::warn!("{}", util::chain(&e));
                     continue;
                 }
             };
-            if !mount.exists("ovf-env.xml") {
+            if !opened.exists("ovf-env.xml") {
                 log::debug!("{} has no ovf-env.xml", d.device.display());
                 continue;
             }
             log::info!("reading CustomData.bin from {}", d.device.display());
-            return Some(mount.read("CustomData.bin"));
+            return Some(opened.read("CustomData.bin"));
         }
         None
     })?

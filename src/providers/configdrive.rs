@@ -8,14 +8,18 @@
 //!
 //! Files are read with the drive's root as the root of path resolution
 //! ([`crate::system::rootfs::Root`]): a symlink on the drive cannot point outside it.
+//!
+//! When the kernel cannot mount the filesystem (`ENODEV`: no `iso9660`/`udf` module, as in
+//! minimal initramfs kernels), ISO 9660 images (UDF bridge discs included) are read directly
+//! by [`super::iso9660`] instead.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::Error;
+use super::{iso9660, Error};
 use crate::system::blockdev::SysBlock;
-use crate::system::mounts::MountGuard;
+use crate::system::mounts::{self, MountGuard};
 use crate::system::rootfs::Root;
 use crate::system::{devnames, probe};
 
@@ -146,6 +150,11 @@ pub struct TempMount {
 impl TempMount {
     /// Mounts `drive` read-only (and nodev, nosuid, noexec).
     pub fn new(drive: &Drive) -> Result<TempMount, Error> {
+        Self::mount(drive).map_err(|(_, e)| e)
+    }
+
+    /// Like [`TempMount::new`]; the flag says the kernel does not know the filesystem type.
+    fn mount(drive: &Drive) -> Result<TempMount, (bool, Error)> {
         use std::os::unix::fs::DirBuilderExt;
         let dir = std::env::temp_dir().join(format!(
             "ember-drive-{}-{}",
@@ -155,9 +164,14 @@ impl TempMount {
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&dir)
-            .map_err(|source| Error::Io {
-                path: dir.clone(),
-                source,
+            .map_err(|source| {
+                (
+                    false,
+                    Error::Io {
+                        path: dir.clone(),
+                        source,
+                    },
+                )
             })?;
         match MountGuard::mount(
             &drive.device,
@@ -171,10 +185,15 @@ impl TempMount {
             }),
             Err(e) => {
                 let _ = std::fs::remove_dir(&dir);
-                Err(Error::Drive {
-                    what: format!("mounting {}", drive.device.display()),
-                    source: Some(Box::new(e)),
-                })
+                let unknown = matches!(&e, mounts::Error::Mount { source, .. }
+                    if source.raw_os_error() == Some(libc::ENODEV));
+                Err((
+                    unknown,
+                    Error::Drive {
+                        what: format!("mounting {}", drive.device.display()),
+                        source: Some(Box::new(e)),
+                    },
+                ))
             }
         }
     }
@@ -218,14 +237,57 @@ impl Drop for TempMount {
     }
 }
 
-/// Mounts `drive`, reads `rel`, unmounts. `Ok(None)` when the file is missing.
+/// A drive opened for reading: mounted, or read directly as an ISO 9660 image.
+pub enum Opened {
+    Mounted(TempMount),
+    Image(iso9660::Image),
+}
+
+impl Opened {
+    /// Reads `rel`; `Ok(None)` when it does not exist.
+    pub fn read(&mut self, rel: &str) -> Result<Option<Vec<u8>>, Error> {
+        match self {
+            Opened::Mounted(m) => m.read(rel),
+            Opened::Image(i) => i.read(rel),
+        }
+    }
+
+    /// Whether `rel` exists.
+    pub fn exists(&mut self, rel: &str) -> bool {
+        match self {
+            Opened::Mounted(m) => m.exists(rel),
+            Opened::Image(i) => i.exists(rel),
+        }
+    }
+}
+
+/// Mounts `drive` read-only, or, when the kernel does not know its filesystem and it is
+/// ISO 9660 or UDF, opens it as an ISO 9660 image.
+pub fn open(drive: &Drive) -> Result<Opened, Error> {
+    match TempMount::mount(drive) {
+        Ok(m) => Ok(Opened::Mounted(m)),
+        Err((true, e)) if matches!(drive.fs_type.as_str(), "iso9660" | "udf") => {
+            log::info!(
+                "the kernel cannot mount {} ({}); reading it as an ISO 9660 image",
+                drive.device.display(),
+                drive.fs_type
+            );
+            iso9660::Image::open(&drive.device)
+                .map(Opened::Image)
+                .map_err(|_| e)
+        }
+        Err((_, e)) => Err(e),
+    }
+}
+
+/// Opens `drive`, reads `rel`, closes (unmounts) it. `Ok(None)` when the file is missing.
 pub fn read_file(drive: &Drive, rel: &str) -> Result<Option<Vec<u8>>, Error> {
     log::info!(
         "reading {rel} from {} ({})",
         drive.device.display(),
         drive.fs_type
     );
-    TempMount::new(drive)?.read(rel)
+    open(drive)?.read(rel)
 }
 
 /// Waits for the drive labelled `label` and reads `rel` from it (`Ok(None)` when the file is

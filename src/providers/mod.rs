@@ -27,6 +27,7 @@ pub mod gcp;
 pub mod hetzner;
 pub mod hyperv;
 pub mod ibmcloud;
+pub mod iso9660;
 pub mod kubevirt;
 pub mod metal;
 pub mod nutanix;

@@ -6,7 +6,7 @@
 
 use std::sync::atomic::AtomicBool;
 
-use super::configdrive::{Search, TempMount};
+use super::configdrive::{self, Search};
 use super::{Error, Provider};
 use crate::fetch::Fetcher;
 
@@ -40,9 +40,9 @@ impl Provider for ProxmoxVe {
             }
             Err(e) => return Err(e),
         };
-        let mount = TempMount::new(&drive)?;
+        let mut opened = configdrive::open(&drive)?;
         for file in ["user-data", "vendor-data"] {
-            match mount.read(file)? {
+            match opened.read(file)? {
                 Some(data) if usable(&data) => {
                     log::info!("proxmoxve: using {file}");
                     return Ok(Some(data));
