@@ -1,5 +1,6 @@
-//! `aliyun` (Alibaba Cloud): the instance user data, `GET <base>/latest/user-data` from `http://100.100.100.200` (its own address, [`super::Endpoints::aliyun`]).
-//! A 404 or an empty body means no config.
+//! `aliyun` (Alibaba Cloud): the instance user data, `GET <base>/latest/user-data` from
+//! `http://100.100.100.200` (its own address, [`super::Endpoints::aliyun`]). A 404 or an empty
+//! body means no config.
 
 use super::util::{self, NotFound};
 use super::{Error, Provider};

@@ -1,5 +1,6 @@
-//! `digitalocean` (DigitalOcean): the instance user data, `GET <base>/metadata/v1/user-data` from the link-local metadata service.
-//! A 404 is an error, as in Ignition; an empty body means no config.
+//! `digitalocean` (DigitalOcean): the instance user data, `GET <base>/metadata/v1/user-data` from
+//! the link-local metadata service. A 404 is an error, as in Ignition; an empty body means no
+//! config.
 
 use super::util::{self, NotFound};
 use super::{Error, Provider};

@@ -1,5 +1,5 @@
-//! `exoscale` (Exoscale): the instance user data, `GET <base>/1.0/user-data` from the link-local metadata service.
-//! A 404 or an empty body means no config.
+//! `exoscale` (Exoscale): the instance user data, `GET <base>/1.0/user-data` from the link-local
+//! metadata service. A 404 or an empty body means no config.
 
 use super::util::{self, NotFound};
 use super::{Error, Provider};

@@ -1,5 +1,5 @@
-//! `hetzner` (Hetzner Cloud): the instance user data, `GET <base>/hetzner/v1/userdata` from the link-local metadata service.
-//! A 404 or an empty body means no config.
+//! `hetzner` (Hetzner Cloud): the instance user data, `GET <base>/hetzner/v1/userdata` from the
+//! link-local metadata service. A 404 or an empty body means no config.
 
 use super::util::{self, NotFound};
 use super::{Error, Provider};

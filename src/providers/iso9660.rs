@@ -3,9 +3,10 @@
 //!
 //! Names are taken from Rock Ridge (`NM`, with `CE` continuation areas), else from the Joliet
 //! tree (UCS-2), else from the plain ISO 9660 names, compared without case and without the
-//! `;1` version suffix (so 8.3-mangled level-1 names are not guessed at). That covers the images OpenStack, cloud-init NoCloud, Proxmox and
-//! Azure's provisioning discs are made with (genisoimage `-R`/`-r` and `-J`; UDF bridge discs
-//! carry an ISO 9660 tree too). Symlinks, multi-extent and interleaved files are not followed.
+//! `;1` version suffix (8.3-mangled level-1 names are not guessed at). That covers the images
+//! OpenStack, cloud-init NoCloud and Proxmox make (genisoimage `-J -r`, `-J -R`, `-l`), and
+//! UDF bridge discs that carry such an ISO 9660 tree. A UDF-only disc still needs the
+//! kernel's `udf` module. Symlinks, multi-extent and interleaved files are not followed.
 //! Every offset is bounds checked: a corrupt image gives an error, never a panic.
 
 use std::fs::File;

@@ -1,6 +1,6 @@
-//! `powervs` (IBM Power Systems Virtual Server): `openstack/latest/user_data` on the config drive labelled
-//! `config-2` (a missing file means no config). Ignition waits for the drive forever; Ember
-//! stops after [`super::Endpoints::drive_wait`] with an error. Works offline.
+//! `powervs` (IBM Power Systems Virtual Server): `openstack/latest/user_data` on the config drive
+//! labelled `config-2` (a missing file means no config). Ignition waits for the drive forever;
+//! Ember stops after [`super::Endpoints::drive_wait`] with an error. Works offline.
 
 use std::sync::atomic::AtomicBool;
 

@@ -1,5 +1,6 @@
-//! `upcloud` (UpCloud): the instance user data, `GET <base>/metadata/v1/user_data` from the link-local metadata service (which must be enabled for custom images).
-//! A 404 or an empty body means no config.
+//! `upcloud` (UpCloud): the instance user data, `GET <base>/metadata/v1/user_data` from the
+//! link-local metadata service (which must be enabled for custom images). A 404 or an empty body
+//! means no config.
 
 use super::util::{self, NotFound};
 use super::{Error, Provider};

@@ -1,5 +1,5 @@
-//! `vultr` (Vultr): the instance user data, `GET <base>/user-data/user-data` from the link-local metadata service.
-//! A 404 or an empty body means no config.
+//! `vultr` (Vultr): the instance user data, `GET <base>/user-data/user-data` from the link-local
+//! metadata service. A 404 or an empty body means no config.
 
 use super::util::{self, NotFound};
 use super::{Error, Provider};
