@@ -10,4 +10,5 @@ mod harness;
 mod lint_cli;
 mod lint_support;
 mod passwd;
+mod providers;
 mod rootfs;
