@@ -10,5 +10,6 @@ mod harness;
 mod lint_cli;
 mod lint_support;
 mod passwd;
+mod providers;
 mod rootfs;
 mod runner;
