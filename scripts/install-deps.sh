@@ -4,7 +4,7 @@ set -euo pipefail
 packages=(
   e2fsprogs xfsprogs btrfs-progs dosfstools gdisk fdisk util-linux mdadm cryptsetup-bin
   genisoimage xorriso cpio busybox-static kmod passwd ca-certificates jq
-  qemu-system-x86 linux-image-amd64
+  qemu-system-x86 linux-image-amd64 dracut-core
 )
 missing=()
 for p in "${packages[@]}"; do
