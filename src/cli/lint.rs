@@ -134,15 +134,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         }
     }
     let mut out = std::io::stdout().lock();
-    let text = match format {
-        Format::Human => human(&results),
-        Format::Json => {
-            serde_json::to_string_pretty(&json_doc(&results)).unwrap_or_default() + "\n"
-        }
-        Format::Sarif => {
-            serde_json::to_string_pretty(&sarif_doc(&results)).unwrap_or_default() + "\n"
-        }
-    };
+    let text = render_results(&results, format);
     let _ = out.write_all(text.as_bytes());
     if results.iter().any(|r| r.read_error.is_some()) {
         exit::USAGE
@@ -151,6 +143,30 @@ pub fn main(args: Vec<OsString>) -> i32 {
     } else {
         exit::OK
     }
+}
+
+fn render_results(results: &[FileResult], format: Format) -> String {
+    match format {
+        Format::Human => human(results),
+        Format::Json => serde_json::to_string_pretty(&json_doc(results)).unwrap_or_default() + "\n",
+        Format::Sarif => {
+            serde_json::to_string_pretty(&sarif_doc(results)).unwrap_or_default() + "\n"
+        }
+    }
+}
+
+/// Lints `src` as the command does for a file named `name` and renders the findings in each
+/// format: `[human, json, sarif]`. The fuzz targets drive the whole linter through this.
+pub fn lint_and_render(name: &str, src: &[u8]) -> [String; 3] {
+    let (spec, report) = lint_bytes(src);
+    let results = [FileResult {
+        name: name.to_string(),
+        src: src.to_vec(),
+        read_error: None,
+        spec,
+        report,
+    }];
+    [Format::Human, Format::Json, Format::Sarif].map(|f| render_results(&results, f))
 }
 
 fn read_input(name: &str) -> Result<Vec<u8>, String> {
