@@ -455,19 +455,23 @@ impl Rules<'_> {
     fn storage(&mut self, s: &Storage, path: &JsonPath) {
         // Ignition compares every entry with every link (`p` starts with `link + "/"`); the same
         // findings, in the same order, come from looking each proper prefix of `p` that ends
-        // before a '/' up among the link paths.
-        let mut links: FxMap<&str, Vec<usize>> = FxMap::default();
-        for (i, l) in s.links.iter().enumerate() {
-            links.entry(l.path.as_str()).or_default().push(i);
-        }
+        // before a '/' up among the link paths. Only prefixes as long as some link path are
+        // looked up: hashing every prefix of a path with n components takes time quadratic in
+        // its length.
+        //
+        // One deliberate difference: Ignition reports an entry once per link *entry* it is
+        // below, so k links with the same path (already an error) and m files below them give
+        // k×m findings, gigabytes for a 64 KiB config. Ember reports each entry once per
+        // distinct link path (and each hard link once per distinct directory path).
+        let links: FxSet<&str> = s.links.iter().map(|l| l.path.as_str()).collect();
+        let link_lengths: FxSet<usize> = links.iter().map(|p| p.len()).collect();
         let below_links = |p: &str| -> usize {
             if links.is_empty() {
                 return 0;
             }
             p.match_indices('/')
-                .filter_map(|(k, _)| links.get(&p[..k]))
-                .map(Vec::len)
-                .sum()
+                .filter(|&(k, _)| link_lengths.contains(&k) && links.contains(&p[..k]))
+                .count()
         };
         for (i, d) in s.directories.iter().enumerate() {
             for _ in 0..below_links(&d.path) {
@@ -487,10 +491,7 @@ impl Rules<'_> {
                 )));
             }
         }
-        let dirs: HashMap<&str, usize> = s.directories.iter().fold(HashMap::new(), |mut m, d| {
-            *m.entry(d.path.as_str()).or_default() += 1;
-            m
-        });
+        let dirs: FxSet<&str> = s.directories.iter().map(|d| d.path.as_str()).collect();
         for (i, l1) in s.links.iter().enumerate() {
             for _ in 0..below_links(&l1.path) {
                 self.push(Some(Entry::error(
@@ -505,7 +506,7 @@ impl Rules<'_> {
                     if !target.starts_with('/') {
                         target = clean_path(&format!("{}/{}", l1.path, t));
                     }
-                    for _ in 0..dirs.get(target.as_str()).copied().unwrap_or(0) {
+                    if dirs.contains(target.as_str()) {
                         self.push(Some(Entry::error(
                             path.key("links").index(i),
                             "hard-link-to-directory",
@@ -1443,12 +1444,18 @@ pub fn whole_config_checks(cfg: &Config) -> Report {
     for (i, f) in cfg.storage.files.iter().enumerate() {
         files.insert(f.path.as_str(), i);
     }
+    // Only ancestors as long as some file path can be one: hashing every ancestor of a path
+    // with n components would take time quadratic in its length.
+    let lengths: FxSet<usize> = files.keys().map(|p| p.len()).collect();
     let mut check = |kind: &str, list: &str, i: usize, p: &str| {
         let mut anc = p;
         while let Some(pos) = anc.rfind('/') {
             anc = &anc[..pos];
             if anc.is_empty() {
                 break;
+            }
+            if !lengths.contains(&anc.len()) {
+                continue;
             }
             if let Some(&fi) = files.get(anc) {
                 report.push(
@@ -1553,5 +1560,103 @@ mod tests {
         assert_eq!(path_ext("a/b.service"), ".service");
         assert_eq!(path_ext("a.b/c"), "");
         assert_eq!(edit_distance("filesytems", "filesystems"), 1);
+    }
+
+    #[test]
+    fn entries_below_links_once_per_link_path() {
+        let mut cfg = Config::default();
+        for _ in 0..3 {
+            cfg.storage.links.push(Link {
+                path: "/l".into(),
+                target: Some("/t".into()),
+                ..Default::default()
+            });
+        }
+        cfg.storage.links.push(Link {
+            path: "/h".into(),
+            target: Some("/d".into()),
+            hard: Some(true),
+            ..Default::default()
+        });
+        for p in ["/l/a", "/l/b", "/m"] {
+            cfg.storage.files.push(File {
+                path: p.into(),
+                ..Default::default()
+            });
+        }
+        for _ in 0..2 {
+            cfg.storage.directories.push(Directory {
+                path: "/d".into(),
+                ..Default::default()
+            });
+        }
+        let found: Vec<(String, &str)> = rules(&cfg, Spec::LATEST)
+            .entries
+            .iter()
+            .filter(|e| e.code == "path-below-link" || e.code == "hard-link-to-directory")
+            .map(|e| (e.path.as_ref().unwrap().to_string(), e.code))
+            .collect();
+        // Ignition repeats each finding once per duplicate link (3 each) or directory (2).
+        assert_eq!(
+            found,
+            [
+                ("$.storage.files.0".to_string(), "path-below-link"),
+                ("$.storage.files.1".to_string(), "path-below-link"),
+                ("$.storage.links.3".to_string(), "hard-link-to-directory"),
+            ]
+        );
+
+        // Below a link, at any depth, and nowhere else; a deep path is cheap to check.
+        cfg.storage.links.truncate(3);
+        cfg.storage.files.push(File {
+            path: format!("/l{}", "/a".repeat(500_000)),
+            ..Default::default()
+        });
+        cfg.storage.files.push(File {
+            path: "/a".repeat(500_000),
+            ..Default::default()
+        });
+        let below = rules(&cfg, Spec::LATEST)
+            .entries
+            .iter()
+            .filter(|e| e.code == "path-below-link")
+            .count();
+        assert_eq!(below, 3);
+    }
+
+    #[test]
+    fn paths_below_files() {
+        let mut cfg = Config::default();
+        for p in ["/x", "/x/y", "/a/b", "/a/b/c/d"] {
+            cfg.storage.files.push(File {
+                path: p.into(),
+                ..Default::default()
+            });
+        }
+        let found: Vec<String> = whole_config_checks(&cfg)
+            .entries
+            .iter()
+            .map(|e| e.path.as_ref().unwrap().to_string())
+            .collect();
+        assert_eq!(found, ["$.storage.files.1.path", "$.storage.files.3.path"]);
+
+        // A path of 500,000 components next to a short file path. Looking up every ancestor
+        // hashes about 10^11 bytes (this test then runs for minutes); only ancestors as long
+        // as a file path are looked up now.
+        cfg.storage.directories.push(Directory {
+            path: "/a".repeat(500_000),
+            ..Default::default()
+        });
+        assert_eq!(whole_config_checks(&cfg).entries.len(), 2);
+        cfg.storage.files.push(File {
+            path: "/a".repeat(250_000),
+            ..Default::default()
+        });
+        let r = whole_config_checks(&cfg);
+        assert_eq!(r.entries.len(), 3);
+        assert_eq!(
+            r.entries[2].path.as_ref().unwrap().to_string(),
+            "$.storage.directories.0.path"
+        );
     }
 }
