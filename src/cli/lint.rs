@@ -13,7 +13,7 @@ use serde_json::{json, Value as J};
 use sha2::Digest;
 
 use super::exit;
-use crate::config::json::{self, LineIndex};
+use crate::config::json;
 use crate::config::report::{Entry, JsonPath, Report, Severity};
 use crate::config::{self, merge, redact, Config, Spec};
 
@@ -389,12 +389,12 @@ fn human(results: &[FileResult]) -> String {
             out.push_str(&format!("{}: valid{spec}\n", r.name));
             continue;
         }
-        let index = LineIndex::new(&r.src);
         let secrets = json::parse_doc(&r.src)
             .map(|d| redact::secret_spans(&d))
             .unwrap_or_default();
+        let mut lines = Lines::new(&r.src, &secrets);
         for e in &r.report.entries {
-            out.push_str(&human_entry(r, e, &index, &secrets));
+            out.push_str(&human_entry(r, e, &mut lines));
         }
         let (errs, warns) = (r.errors(), r.warnings());
         let spec = r.spec.map(|s| format!(" (spec {s})")).unwrap_or_default();
@@ -414,7 +414,7 @@ fn human(results: &[FileResult]) -> String {
     out
 }
 
-fn human_entry(r: &FileResult, e: &Entry, index: &LineIndex, secrets: &[(usize, usize)]) -> String {
+fn human_entry(r: &FileResult, e: &Entry, lines: &mut Lines<'_>) -> String {
     let mut s = String::new();
     let own_source = e.source.is_none();
     let pos = e.position();
@@ -446,7 +446,7 @@ fn human_entry(r: &FileResult, e: &Entry, index: &LineIndex, secrets: &[(usize, 
     }
     if let (Some(m), true) = (&pos, own_source) {
         if m.line > 0 {
-            s.push_str(&source_excerpt(&r.src, index, m.index, m.line, secrets));
+            s.push_str(&source_excerpt(lines, m.index, m.line));
         }
     }
     if let Some(h) = &e.hint {
@@ -457,64 +457,21 @@ fn human_entry(r: &FileResult, e: &Entry, index: &LineIndex, secrets: &[(usize, 
 
 /// The source line of a position with a caret under it, secrets redacted, long lines cut to
 /// a window around the caret.
-fn source_excerpt(
-    src: &[u8],
-    index: &LineIndex,
-    pos: usize,
-    line: usize,
-    secrets: &[(usize, usize)],
-) -> String {
-    let _ = index;
-    let start = src[..pos.min(src.len())]
-        .iter()
-        .rposition(|&b| b == b'\n')
-        .map_or(0, |p| p + 1);
-    let end = src[pos.min(src.len())..]
-        .iter()
-        .position(|&b| b == b'\n')
-        .map_or(src.len(), |p| pos + p);
-    // Build the displayed line and find the caret's display column.
-    let mut shown = String::new();
-    let mut caret_col = 0usize;
-    let mut i = start;
-    while i < end {
-        if i == pos {
-            caret_col = shown.chars().count();
-        }
-        if let Some(&(_, se)) = secrets.iter().find(|&&(ss, se)| ss == i && se > ss) {
-            shown.push_str(redact::REDACTED);
-            if pos > i && pos < se {
-                caret_col = shown.chars().count();
-            }
-            i = se;
-            continue;
-        }
-        let ch_len = utf8_len(src[i]);
-        let chunk = &src[i..(i + ch_len).min(end)];
-        let c = String::from_utf8_lossy(chunk);
-        if c == "\t" {
-            shown.push(' ');
-        } else {
-            shown.push_str(&c);
-        }
-        i += ch_len.max(1);
-    }
-    if pos >= end {
-        caret_col = shown.chars().count();
-    }
-    // Window long lines.
+fn source_excerpt(lines: &mut Lines<'_>, pos: usize, line: usize) -> String {
     const WIDTH: usize = 100;
-    let chars: Vec<char> = shown.chars().collect();
+    let view = lines.line_of(pos);
+    let caret_col = view.column_of(pos);
+    let total = view.cols;
     let (mut from, mut prefix) = (0usize, "");
-    if chars.len() > WIDTH {
+    if total > WIDTH {
         from = caret_col.saturating_sub(WIDTH / 2);
         if from > 0 {
             prefix = "…";
         }
     }
-    let to = (from + WIDTH).min(chars.len());
-    let mut window: String = chars[from..to].iter().collect();
-    if to < chars.len() {
+    let to = (from + WIDTH).min(total);
+    let mut window = view.text(from, to);
+    if to < total {
         window.push('…');
     }
     let gutter = line.to_string();
@@ -523,12 +480,214 @@ fn source_excerpt(
     format!("    {gutter} | {prefix}{window}\n    {pad} | {caret_pad}^\n")
 }
 
-fn utf8_len(b: u8) -> usize {
-    match b {
-        0xf0..=0xf7 => 4,
-        0xe0..=0xef => 3,
-        0xc0..=0xdf => 2,
-        _ => 1,
+/// The lines of a source as findings show them: characters as `String::from_utf8_lossy`
+/// decodes them, tabs as spaces, secret spans as `<redacted>`.
+///
+/// Findings often crowd onto one line (a minified config has only one), so the line last
+/// looked at is kept with a mark every [`LineView::MARK_EVERY`] bytes: each finding then
+/// costs a short walk from the nearest mark instead of a walk over the whole line, and the
+/// report takes time linear in the source plus the findings.
+struct Lines<'a> {
+    src: &'a [u8],
+    /// Sorted, disjoint byte spans.
+    secrets: &'a [(usize, usize)],
+    current: Option<LineView<'a>>,
+}
+
+impl<'a> Lines<'a> {
+    fn new(src: &'a [u8], secrets: &'a [(usize, usize)]) -> Self {
+        Lines {
+            src,
+            secrets,
+            current: None,
+        }
+    }
+
+    /// The line holding byte `pos` (a position at or past the end belongs to the last line).
+    fn line_of(&mut self, pos: usize) -> &LineView<'a> {
+        let pos = pos.min(self.src.len());
+        let cached = self
+            .current
+            .as_ref()
+            .is_some_and(|v| v.start <= pos && pos <= v.end);
+        if !cached {
+            let start = self.src[..pos]
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |p| p + 1);
+            let end = self.src[pos..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(self.src.len(), |p| pos + p);
+            self.current = Some(LineView::new(self.src, self.secrets, start, end));
+        }
+        // Set just above when it was not.
+        self.current.as_ref().unwrap_or_else(|| unreachable!())
+    }
+}
+
+/// One displayed line; see [`Lines`].
+struct LineView<'a> {
+    src: &'a [u8],
+    secrets: &'a [(usize, usize)],
+    start: usize,
+    /// The line's end: its `\n` or the end of the source.
+    end: usize,
+    /// (byte, display column) at the start of a displayed piece, ascending in both.
+    marks: Vec<(usize, usize)>,
+    /// Display columns in the whole line.
+    cols: usize,
+}
+
+/// One piece of a displayed line: the bytes `start..end` shown as `text` from column `col`.
+struct Piece<'t> {
+    start: usize,
+    end: usize,
+    col: usize,
+    text: &'t str,
+    redacted: bool,
+}
+
+impl<'a> LineView<'a> {
+    const MARK_EVERY: usize = 256;
+    const STRETCH: usize = 1024;
+
+    fn new(src: &'a [u8], secrets: &'a [(usize, usize)], start: usize, end: usize) -> Self {
+        let mut v = LineView {
+            src,
+            secrets,
+            start,
+            end,
+            marks: vec![(start, 0)],
+            cols: 0,
+        };
+        let mut marks = vec![(start, 0)];
+        let mut cols = 0;
+        v.walk((start, 0), |p| {
+            if p.start >= marks.last().map_or(0, |m| m.0) + Self::MARK_EVERY {
+                marks.push((p.start, p.col));
+            }
+            cols = p.col + p.text.chars().count();
+            true
+        });
+        v.marks = marks;
+        v.cols = cols;
+        v
+    }
+
+    /// Calls `f` with every piece from `from` (a piece's start byte and column) to the end of
+    /// the line, until it returns false.
+    fn walk(&self, from: (usize, usize), mut f: impl FnMut(Piece<'_>) -> bool) {
+        let (mut i, mut col) = from;
+        let mut si = self.secrets.partition_point(|s| s.0 < i);
+        let mut buf = [0u8; 4];
+        while i < self.end {
+            let next_secret = self.secrets.get(si).filter(|s| s.0 < self.end);
+            if let Some(&(ss, se)) = next_secret.filter(|s| s.0 == i) {
+                si += 1;
+                if se > ss {
+                    let piece = Piece {
+                        start: i,
+                        end: se,
+                        col,
+                        text: redact::REDACTED,
+                        redacted: true,
+                    };
+                    if !f(piece) {
+                        return;
+                    }
+                    col += redact::REDACTED.chars().count();
+                    i = se;
+                }
+                continue;
+            }
+            // Decode a bounded stretch at a time: finding where valid UTF-8 stops reads ahead,
+            // and a walk usually stops after a few pieces.
+            let seg_end = next_secret.map_or(self.end, |s| s.0);
+            let stretch_end = seg_end.min(i + Self::STRETCH);
+            for chunk in self.src[i..stretch_end].utf8_chunks() {
+                for c in chunk.valid().chars() {
+                    let shown = if c == '\t' { ' ' } else { c };
+                    let piece = Piece {
+                        start: i,
+                        end: i + c.len_utf8(),
+                        col,
+                        text: shown.encode_utf8(&mut buf),
+                        redacted: false,
+                    };
+                    if !f(piece) {
+                        return;
+                    }
+                    col += 1;
+                    i += c.len_utf8();
+                }
+                let bad = chunk.invalid().len();
+                if bad > 0 && i + bad == stretch_end && stretch_end < seg_end {
+                    // Possibly a character cut by the stretch's end (an invalid part is at
+                    // most 3 bytes, so this is never the stretch's start): decode it again
+                    // with what follows.
+                    break;
+                }
+                if bad > 0 {
+                    let piece = Piece {
+                        start: i,
+                        end: i + bad,
+                        col,
+                        text: "\u{fffd}",
+                        redacted: false,
+                    };
+                    if !f(piece) {
+                        return;
+                    }
+                    col += 1;
+                    i += bad;
+                }
+            }
+        }
+    }
+
+    /// The display column of byte `pos`: of the piece it falls in, or just after a redaction
+    /// it falls inside; the line's width at or past its end.
+    fn column_of(&self, pos: usize) -> usize {
+        if pos >= self.end {
+            return self.cols;
+        }
+        let m = self.marks[self.marks.partition_point(|m| m.0 <= pos).saturating_sub(1)];
+        let mut at = self.cols;
+        self.walk(m, |p| {
+            if p.end <= pos {
+                return true;
+            }
+            at = if p.redacted && p.start < pos {
+                p.col + p.text.chars().count()
+            } else {
+                p.col
+            };
+            false
+        });
+        at
+    }
+
+    /// The displayed text of columns `from..to`.
+    fn text(&self, from: usize, to: usize) -> String {
+        let mut out = String::new();
+        let m = self.marks[self
+            .marks
+            .partition_point(|m| m.1 <= from)
+            .saturating_sub(1)];
+        self.walk(m, |p| {
+            for (k, c) in p.text.chars().enumerate() {
+                let col = p.col + k;
+                if col >= to {
+                    return false;
+                }
+                if col >= from {
+                    out.push(c);
+                }
+            }
+            true
+        });
+        out
     }
 }
 
@@ -588,8 +747,9 @@ fn sarif_doc(results: &[FileResult]) -> J {
             }));
             continue;
         }
-        let index = LineIndex::new(&r.src);
-        let lines: Vec<&[u8]> = r.src.split(|&b| b == b'\n').collect();
+        // Columns count characters; tabs and secrets are not replaced here.
+        let mut lines = Lines::new(&r.src, &[]);
+        let line_count = 1 + r.src.iter().filter(|&&b| b == b'\n').count();
         for e in &r.report.entries {
             if !rule_ids.contains(&e.code) {
                 rule_ids.push(e.code);
@@ -610,21 +770,12 @@ fn sarif_doc(results: &[FileResult]) -> J {
             if let (Some(m), None) = (&e.position(), &e.source) {
                 let (line, col) = if m.line == 0 {
                     // End of input: point at the end of the last line.
-                    let l = lines.len().max(1);
-                    (
-                        l,
-                        lines
-                            .last()
-                            .map_or(1, |x| String::from_utf8_lossy(x).chars().count() + 1),
-                    )
+                    (line_count, lines.line_of(r.src.len()).cols + 1)
                 } else {
-                    let lb = lines.get(m.line - 1).copied().unwrap_or_default();
-                    let prefix = &lb[..(m.column - 1).min(lb.len())];
-                    (m.line, String::from_utf8_lossy(prefix).chars().count() + 1)
+                    (m.line, lines.line_of(m.index).column_of(m.index) + 1)
                 };
                 phys["region"] = json!({"startLine": line, "startColumn": col});
             }
-            let _ = &index;
             let mut res = json!({
                 "ruleId": e.code,
                 "level": match e.severity { Severity::Error => "error", Severity::Warning => "warning", Severity::Info => "note" },
@@ -652,4 +803,91 @@ fn sarif_doc(results: &[FileResult]) -> J {
             "results": sarif_results,
         }],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn excerpt(src: &[u8], pos: usize) -> String {
+        let secrets = json::parse_doc(src)
+            .map(|d| redact::secret_spans(&d))
+            .unwrap_or_default();
+        let mut lines = Lines::new(src, &secrets);
+        source_excerpt(&mut lines, pos, 1)
+    }
+
+    #[test]
+    fn excerpts_redact_and_point_at_the_byte() {
+        let src = br#"{"passwd":{"users":[{"name":"a","passwordHash":"$6$secret"}]}}"#;
+        let at = |s: &str| {
+            src.windows(s.len())
+                .position(|w| w == s.as_bytes())
+                .unwrap()
+        };
+        assert_eq!(
+            excerpt(src, at("\"name")),
+            concat!(
+                "    1 | {\"passwd\":{\"users\":[{\"name\":\"a\",\"passwordHash\":\"<redacted>\"}]}}\n",
+                "      |                      ^\n"
+            )
+        );
+        // Inside a secret: just after the placeholder.
+        let e = excerpt(src, at("secret"));
+        assert!(e.ends_with(&format!("{}^\n", " ".repeat(57 + 1))), "{e}");
+        // A tab shows as a space; an invalid byte as one U+FFFD, whatever follows it.
+        assert_eq!(
+            excerpt(b"\t\"\xf4i\x08\"", 4),
+            "    1 |  \"\u{fffd}i\x08\"\n      |     ^\n"
+        );
+        // Past the end of the line.
+        assert_eq!(excerpt(b"ab\ncd", 2), "    1 | ab\n      |   ^\n");
+    }
+
+    #[test]
+    fn long_lines_are_windowed() {
+        let src = format!("{}X{}", "a".repeat(300), "b".repeat(300));
+        let e = excerpt(src.as_bytes(), 300);
+        let (text, caret) = e.split_once('\n').unwrap();
+        assert_eq!(
+            text,
+            format!("    1 | …{}X{}…", "a".repeat(50), "b".repeat(49))
+        );
+        assert_eq!(caret, format!("      | {}^\n", " ".repeat(51)));
+        let start = excerpt(src.as_bytes(), 0);
+        assert!(start.starts_with(&format!("    1 | {}…\n", "a".repeat(100))));
+    }
+
+    #[test]
+    fn many_findings_on_one_long_line() {
+        // One line of 20,000 files, each with a relative path (an error) and an inline secret:
+        // 20,000 excerpts of a 1 MB line. Walking the whole line (and every secret) for each
+        // finding took hours; from the nearest mark it is quick.
+        let files: Vec<String> = (0..20_000)
+            .map(|i| format!(r#"{{"path":"r{i}","contents":{{"source":"data:,s{i}"}}}}"#))
+            .collect();
+        let src = format!(
+            r#"{{"ignition":{{"version":"3.6.0"}},"storage":{{"files":[{}]}}}}"#,
+            files.join(",")
+        );
+        let [human, _json, sarif] = lint_and_render("big.ign", src.as_bytes());
+        let last = "\"path\":\"r19999\"";
+        let col = src.find(last).unwrap() + "\"path\":".len() + 1;
+        assert!(human.contains(&format!("big.ign:1:{col}: error: path not absolute")));
+        assert!(human.matches("<redacted>").count() > 20_000);
+        assert!(!human.contains("s19999"), "secrets stay hidden");
+        let doc: J = serde_json::from_str(&sarif).unwrap();
+        let results = doc["runs"][0]["results"].as_array().unwrap();
+        let cols: Vec<u64> = results
+            .iter()
+            .filter(|r| r["ruleId"] == "path-not-absolute")
+            .map(|r| {
+                r["locations"][0]["physicalLocation"]["region"]["startColumn"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(cols.len(), 20_000);
+        assert_eq!(*cols.last().unwrap(), col as u64);
+    }
 }
