@@ -139,6 +139,35 @@ pub(super) fn open_fresh(node: &Path, device: &str) -> Result<BlockDevice, Error
     Ok(dev)
 }
 
+/// What a disk holds now (for `ember plan`'s evidence): its logical sector size, and its GPT's
+/// partitions with what a probe finds on each (read at its place on the disk). `None` for the
+/// table when the disk has no GPT (or one that cannot be read).
+pub(super) fn current_layout(node: &Path) -> Result<super::Layout, Error> {
+    let device = node.display().to_string();
+    let dev_err = |source| Error::Device {
+        device: device.clone(),
+        source,
+    };
+    let mut dev = open_fresh(node, &device)?;
+    let ss = u64::from(dev.logical_sector_size().map_err(dev_err)?);
+    let bytes = dev.size_bytes().map_err(dev_err)?;
+    let table = gpt::read(dev.file_mut(), ss).ok().flatten();
+    let mut partitions = Vec::new();
+    if let Some(t) = &table {
+        for p in t.partitions() {
+            let mut w = Window::new(dev.file(), p.start * ss, p.size() * ss);
+            let found = inspect(&mut w, &device).ok().and_then(|i| i.found);
+            partitions.push((p.clone(), found));
+        }
+    }
+    Ok(super::Layout {
+        sector_size: ss,
+        bytes,
+        has_gpt: table.is_some(),
+        partitions,
+    })
+}
+
 /// Inspects the device at `node`.
 pub(super) fn inspect_node(node: &Path, device: &str) -> Result<Inspection, Error> {
     let dev = open_fresh(node, device)?;
