@@ -633,13 +633,13 @@ fn disk_lines(d: &DiskPlan, lines: &mut Vec<Line>) {
                 if !back {
                     let what = found
                         .as_ref()
-                        .map(|f| format!("{f} found on it"))
-                        .unwrap_or_else(|| "its contents".into());
+                        .map(|f| format!("{f} found on it is lost"))
+                        .unwrap_or_else(|| "its contents are lost".into());
                     lines.push(
                         Line::new(
                             3,
                             format!(
-                                "DELETE partition {}{} of {} ({}) with the table: {what} is lost",
+                                "DELETE partition {}{} of {} ({}) with the table: {what}",
                                 part.number,
                                 label(&part.name),
                                 d.device,
@@ -688,7 +688,7 @@ fn disk_lines(d: &DiskPlan, lines: &mut Vec<Line>) {
             PartitionAction::Delete { existing } => Line::new(
                 2,
                 format!(
-                    "DELETE partition {}{} of {} (sectors {}-{}, {}): {} is lost",
+                    "DELETE partition {}{} of {} (sectors {}-{}, {}): {}",
                     existing.number,
                     label(&existing.name),
                     d.device,
@@ -696,8 +696,8 @@ fn disk_lines(d: &DiskPlan, lines: &mut Vec<Line>) {
                     existing.end,
                     sectors(existing.size(), ss),
                     found_on(existing.number)
-                        .map(|f| format!("{f} found on it"))
-                        .unwrap_or_else(|| "its contents".into())
+                        .map(|f| format!("{f} found on it is lost"))
+                        .unwrap_or_else(|| "its contents are lost".into())
                 ),
                 Some(&jp),
             )

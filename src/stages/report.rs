@@ -276,6 +276,7 @@ pub fn write_console_at(console: &Path, kmsg: &Path, text: &str) -> std::io::Res
     let mut k = std::fs::OpenOptions::new().write(true).open(kmsg)?;
     for line in text.lines() {
         // <2> is "critical"; each write is one record of the kernel log.
+        let line = line.strip_prefix("ember: ").unwrap_or(line);
         k.write_all(format!("<2>ember: {line}\n").as_bytes())?;
     }
     Ok(())

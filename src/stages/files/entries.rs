@@ -105,7 +105,7 @@ impl Entry<'_> {
         let noun = self.kind.noun();
         let mut what = match (self.action, self.kind) {
             ("replace", Kind::Dir(_)) => format!(
-                "REPLACE directory {p}: DELETES the directory there and everything below it"
+                "REPLACE {p} with a directory: DELETES what is there now, with everything below it"
             ),
             ("replace", _) => format!("OVERWRITE {noun} {p}"),
             ("update", _) => format!("keep {noun} {p}"),

@@ -272,7 +272,7 @@ pub fn plan(ctx: &Context) -> Result<Vec<PlanLine>, Failure> {
     let mut owners = owners::Owners::new(&root);
     let mut lines = Vec::new();
     if do_passwd {
-        lines.extend(users::plan_lines(cfg, &mut owners, ctx.settings)?);
+        lines.extend(users::plan_lines(&root, cfg, &mut owners, ctx.settings)?);
     }
     let entries_plan = entries::plan(&root, cfg, ctx.fetcher, &mut owners, &users_plan)?;
     lines.extend(entries_plan.lines());

@@ -159,6 +159,7 @@ impl Plan {
 /// The passwd step's plan for `ember plan`: each group and user created, modified or deleted
 /// (by what the target's account files hold now), password and SSH keys by count only.
 pub fn plan_lines(
+    root: &Root,
     cfg: &Config,
     owners: &mut owners::Owners,
     settings: &Settings,
@@ -193,9 +194,18 @@ pub fn plan_lines(
             (true, false) => format!("create user {:?}", u.name),
             (true, true) => format!("modify user {:?}", u.name),
             (false, true) => {
+                // userdel --remove: the home directory and the mail spool go too.
+                let home = passwd::lookup_user(root, &u.name)
+                    .ok()
+                    .flatten()
+                    .map(|i| format!(" {}", i.home))
+                    .unwrap_or_default();
                 out.push(
                     PlanLine::new(
-                        format!("DELETE user {:?} (its home directory stays)", u.name),
+                        format!(
+                            "DELETE user {:?} with its home directory{home} and mail spool",
+                            u.name
+                        ),
                         Some(jp),
                     )
                     .destructive(),
