@@ -59,7 +59,8 @@ systemd units of the files stage. Destructive operations are in capitals (WIPE, 
 FORMAT, OVERWRITE) with the data found that they destroy, and listed again at the top.
 
 Nothing is written. Referenced configs (ignition.config.merge/replace) and LUKS key files are
-fetched, since the plan depends on them.
+fetched, since the plan depends on them; remote file contents are fetched and discarded, to
+check that they can be fetched and match their verification.hash.
 
 Options:
   --platform P   the platform whose base configs apply (base.platform.d/P); default: none
@@ -252,11 +253,11 @@ pub fn main(args: Vec<OsString>) -> i32 {
             return exit::USAGE;
         }
     };
-    // The plan is the output (findings included); the log goes to standard error, errors only
-    // unless EMBER_LOG says otherwise.
+    // The plan is the output (findings included) and a failure has its report: the log, on
+    // standard error, is off unless EMBER_LOG asks for it.
     logging::init(logging::Target::Stderr);
     if std::env::var_os(logging::LEVEL_ENV).is_none() {
-        log::set_max_level(log::LevelFilter::Error);
+        log::set_max_level(log::LevelFilter::Off);
     }
 
     let name = config_name(&a.config);
@@ -442,20 +443,82 @@ fn plan(a: &Args, raw: &[u8], name: &str, settings: &Settings, out: &mut Out) ->
     // ---- files
     ctx.stage = Stage::Files;
     let fl = files::plan(&ctx).map_err(attribute(Stage::Files))?;
-    out.section(
-        "files",
-        fl.into_iter()
-            .map(|l| {
-                let line = Line::new(1, l.action, l.path.as_ref());
-                if l.destructive {
-                    line.destructive()
-                } else {
-                    line
-                }
-            })
-            .collect(),
-    );
+    let mut lines: Vec<Line> = fl
+        .into_iter()
+        .map(|l| {
+            let line = Line::new(1, l.action, l.path.as_ref());
+            if l.destructive {
+                line.destructive()
+            } else {
+                line
+            }
+        })
+        .collect();
+    let fetched = remote_lines(&full, &fetcher);
+    match fetched {
+        Ok(l) => lines.extend(l),
+        Err(f) => {
+            out.section("files", lines);
+            return Err(attribute(Stage::Files)(f));
+        }
+    }
+    out.section("files", lines);
     Ok(())
+}
+
+/// Fetches every remote file content and append the files stage would fetch, and discards the
+/// data: the plan then knows that each can be fetched and matches its `verification.hash`
+/// (a failure there would come after the disks were partitioned). One line each, with the
+/// size; a failure is the files stage's, as it would report it.
+fn remote_lines(cfg: &config::Config, fetcher: &fetch::Fetcher) -> Result<Vec<Line>, Failure> {
+    let mut lines = Vec::new();
+    let files = JsonPath::root().key("storage").key("files");
+    for (i, f) in cfg.storage.files.iter().enumerate() {
+        let jp = files.index(i);
+        let resources = std::iter::once((jp.key("contents"), &f.contents)).chain(
+            f.append
+                .iter()
+                .enumerate()
+                .map(|(j, a)| (jp.key("append").index(j), a)),
+        );
+        for (at, r) in resources {
+            let remote = r.source_str().is_some_and(|s| {
+                !s.is_empty() && !s.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("data:"))
+            });
+            let Some(res) = remote.then(|| crate::stages::fetch_resource(r)).flatten() else {
+                continue;
+            };
+            let shown = cmdline::redact_url(&res.source);
+            match fetcher.fetch_to(&res, &mut std::io::sink()) {
+                Ok(o) => {
+                    let check = if res.hash.is_some() {
+                        "matches verification.hash"
+                    } else {
+                        "no hash to check"
+                    };
+                    lines.push(Line::new(
+                        1,
+                        format!(
+                            "fetched {shown} for {}: {} bytes, {check} (the data is not kept)",
+                            f.path, o.size
+                        ),
+                        Some(&at),
+                    ));
+                }
+                Err(e) => {
+                    let hint = engine::fetch_hint(&e);
+                    let mut fail = Failure::new(format!("writing file {:?}", f.path))
+                        .caused_by(e)
+                        .at(at);
+                    if let Some(h) = hint {
+                        fail = fail.hint(h);
+                    }
+                    return Err(fail);
+                }
+            }
+        }
+    }
+    Ok(lines)
 }
 
 fn platform_of(a: &Args) -> String {

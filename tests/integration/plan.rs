@@ -211,10 +211,21 @@ fn files_users_units_kargs_and_references() {
     assert!(!out.contains("T0K"), "{out}");
     assert_line(out, &["base config ", "sys/usr/base.d/10-base.ign"]);
     assert_line(out, &["needs the network ($.storage.files.2.contents)"]);
-    assert_eq!(
-        server.requests().len(),
-        1,
-        "only the referenced config is fetched"
+    // The referenced config, and the remote file to check it (its data is not kept).
+    let paths: Vec<String> = server
+        .requests()
+        .iter()
+        .map(|r| r.path().to_string())
+        .collect();
+    assert_eq!(paths, ["/child.ign", "/app.conf"]);
+    assert_line(
+        out,
+        &[
+            "fetched http://127.0.0.1:",
+            "/app.conf for /etc/app.conf: ",
+            " bytes, no hash to check (the data is not kept)",
+            "[$.storage.files.2.contents]",
+        ],
     );
     // kargs, against the kernel command line now.
     assert_line(
@@ -411,6 +422,144 @@ fn a_step_that_would_fail_exits_1_with_the_report() {
             .contains("config:    $.storage.files.0.path in the config config.ign"),
         "{}",
         o.stderr
+    );
+}
+
+#[test]
+fn remote_files_are_fetched_to_check_them_and_config_from_stdin() {
+    let server = HttpServer::start(|req, c| match req.path() {
+        "/motd" => respond(c, 200, &[], b"welcome\n"),
+        _ => respond(c, 404, &[], b""),
+    });
+    let place = Place::new("remote");
+    let sha512 = |b: &[u8]| {
+        use sha2::Digest;
+        format!("sha512-{:x}", sha2::Sha512::digest(b))
+    };
+    let plan_stdin = |config: serde_json::Value| -> Out {
+        use std::io::Write;
+        let mut child = Command::new(ember_bin())
+            .env("IGNITION_SYSTEM_RUNTIME_CONFIG_DIR", place.p("sys/run"))
+            .env("IGNITION_SYSTEM_LOCAL_CONFIG_DIR", place.p("sys/etc"))
+            .env("IGNITION_SYSTEM_CONFIG_DIR", place.p("sys/usr"))
+            .env("EMBER_STATUS_FILE", place.p("run/ember/status.json"))
+            .env_remove("EMBER_LOG")
+            .args(["plan", "--root"])
+            .arg(place.p("root"))
+            .arg("-")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(config.to_string().as_bytes())
+            .unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert!(!place.p("run").exists(), "ember plan wrote to run/");
+        Out {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    };
+    let before = tree(&place.p("root"));
+    let file = |source: String, hash: &str| {
+        serde_json::json!({
+            "ignition": {"version": "3.4.0"},
+            "storage": {"files": [{"path": "/etc/motd", "overwrite": true,
+                "contents": {"source": source, "verification": {"hash": hash}}}]}
+        })
+    };
+
+    // The right hash: the plan can be carried out, and says so with the size.
+    let o = plan_stdin(file(server.url("/motd"), &sha512(b"welcome\n")));
+    assert_eq!(o.code, 0, "{}\n{}", o.stdout, o.stderr);
+    assert!(
+        o.stdout
+            .starts_with("ember plan: the config from standard input, platform (none)"),
+        "{}",
+        o.stdout
+    );
+    assert_line(
+        &o.stdout,
+        &[
+            "OVERWRITE file /etc/motd, contents: http://127.0.0.1:",
+            "[$.storage.files.0]",
+        ],
+    );
+    assert_line(
+        &o.stdout,
+        &[
+            "/motd for /etc/motd: 8 bytes, matches verification.hash",
+            "[$.storage.files.0.contents]",
+        ],
+    );
+
+    // Another hash: the files stage would fail, and the plan says so before any disk is touched.
+    let o = plan_stdin(file(server.url("/motd"), &sha512(b"other\n")));
+    assert_eq!(o.code, 1, "{}\n{}", o.stdout, o.stderr);
+    assert!(
+        o.stdout
+            .contains("The files stage would fail: hash verification failed"),
+        "{}",
+        o.stdout
+    );
+    assert!(
+        o.stderr.starts_with(
+            "ember: the files stage would fail: hash verification failed (calculated "
+        ),
+        "{}",
+        o.stderr
+    );
+    assert!(
+        o.stderr.contains(
+            "  operation: writing file \"/etc/motd\"\n  \
+         config:    $.storage.files.0.contents in the config from standard input\n  \
+         hint:      the fetched data does not match verification.hash"
+        ),
+        "{}",
+        o.stderr
+    );
+
+    // Nothing there: the same, with the URL (without its query) and a hint.
+    let o = plan_stdin(file(server.url("/gone?sig=S1G"), &sha512(b"welcome\n")));
+    assert_eq!(o.code, 1, "{}\n{}", o.stdout, o.stderr);
+    assert!(
+        o.stderr.starts_with(&format!(
+            "ember: the files stage would fail: resource not found: {}\n",
+            server.url("/gone")
+        )),
+        "{}",
+        o.stderr
+    );
+    assert!(
+        o.stderr.contains("  hint:      check the URL"),
+        "{}",
+        o.stderr
+    );
+    assert!(!o.stderr.contains("S1G") && !o.stdout.contains("S1G"));
+
+    // Not a config at all: the fetch stage would fail, exit 1, the report says where.
+    let o = plan_stdin(serde_json::json!(["not", "a", "config"]));
+    assert_eq!(o.code, 1, "{}\n{}", o.stdout, o.stderr);
+    assert!(
+        o.stderr.starts_with("ember: the fetch stage would fail: "),
+        "{}",
+        o.stderr
+    );
+    assert!(
+        o.stderr.contains("  operation: parsing the config\n"),
+        "{}",
+        o.stderr
+    );
+    assert_eq!(
+        tree(&place.p("root")),
+        before,
+        "ember plan changed the root"
     );
 }
 
