@@ -1,6 +1,8 @@
 //! Snapshot tests of the failure report: typical failures, run the way they happen at boot
 //! (the `ignition` command line as the dracut units call it), and the text on standard error
-//! compared with `tests/integration/snapshots/<name>.txt`. `UPDATE_SNAPSHOTS=1` rewrites them.
+//! compared with `tests/integration/snapshots/<name>.txt` after the temporary directory, the
+//! server's port, loop device names and durations are replaced by placeholders.
+//! `EMBER_UPDATE_SNAPSHOTS=1` rewrites the snapshots instead.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,13 +12,16 @@ use crate::harness::{ember_bin, respond, HttpServer, TempDir};
 // ---------------------------------------------------------------------------------------------
 // The snapshot helper
 
+/// Set to 1 to rewrite the snapshots from the current output.
+pub const UPDATE_ENV: &str = "EMBER_UPDATE_SNAPSHOTS";
+
 /// Compares `actual` with the checked-in snapshot `name`; on a difference, fails with a line
-/// diff and how to update. With `UPDATE_SNAPSHOTS=1` the snapshot is (re)written instead.
+/// diff and how to update. With `EMBER_UPDATE_SNAPSHOTS=1` the snapshot is (re)written instead.
 pub fn assert_snapshot(name: &str, actual: &str) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/integration/snapshots")
         .join(format!("{name}.txt"));
-    if std::env::var_os("UPDATE_SNAPSHOTS").is_some_and(|v| v == "1") {
+    if std::env::var_os(UPDATE_ENV).is_some_and(|v| v == "1") {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, actual).unwrap();
         return;
@@ -24,14 +29,14 @@ pub fn assert_snapshot(name: &str, actual: &str) {
     let expected = match std::fs::read_to_string(&path) {
         Ok(e) => e,
         Err(_) => panic!(
-            "no snapshot {}; the output was:\n{actual}\nrun with UPDATE_SNAPSHOTS=1 to create it",
+            "no snapshot {}; the output was:\n{actual}\nrun with {UPDATE_ENV}=1 to create it",
             path.display()
         ),
     };
     if expected != actual {
         panic!(
             "the output differs from the snapshot {} (- snapshot, + output):\n{}\n\
-             if the new output is right, run the test with UPDATE_SNAPSHOTS=1 and commit the file",
+             if the new output is right, run the test with {UPDATE_ENV}=1 and commit the file",
             path.display(),
             diff(&expected, actual)
         );
@@ -176,8 +181,82 @@ impl Machine {
         if let Some(s) = server {
             t = t.replace(&s.addr.to_string(), "127.0.0.1:<port>");
         }
-        t
+        durations(&t)
     }
+}
+
+/// Replaces every duration (`2s`, `1.5s`, `250ms`, `3m0s`, `1.2µs`) standing alone with
+/// `<duration>`.
+pub fn durations(text: &str) -> String {
+    let b: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    let boundary = |c: Option<&char>| c.is_none_or(|c| !c.is_alphanumeric() && *c != '.');
+    let end = |c: Option<&char>| c.is_none_or(|c| !c.is_alphanumeric());
+    while i < b.len() {
+        if b[i].is_ascii_digit() && (i == 0 || boundary(b.get(i - 1))) {
+            // Number-unit pairs, one after the other (3m0s).
+            let mut j = i;
+            let mut pairs = 0;
+            loop {
+                let mut k = j;
+                while k < b.len() && (b[k].is_ascii_digit() || b[k] == '.') {
+                    k += 1;
+                }
+                if k == j {
+                    break;
+                }
+                let unit = ["ms", "µs", "us", "ns", "h", "m", "s"]
+                    .iter()
+                    .find(|u| {
+                        let u: Vec<char> = u.chars().collect();
+                        b.get(k..k + u.len()) == Some(&u[..])
+                    })
+                    .map(|u| u.chars().count());
+                let Some(n) = unit else { break };
+                j = k + n;
+                pairs += 1;
+            }
+            // Or one number, a space and a unit ("2 s", "0.200 s", as the disks stage says).
+            if pairs == 0 {
+                let mut k = j;
+                while k < b.len() && (b[k].is_ascii_digit() || b[k] == '.') {
+                    k += 1;
+                }
+                if b.get(k) == Some(&' ') && matches!(b.get(k + 1), Some('s')) && end(b.get(k + 2))
+                {
+                    out.push_str("<duration>");
+                    i = k + 2;
+                    continue;
+                }
+            }
+            if pairs > 0 && end(b.get(j)) {
+                out.push_str("<duration>");
+                i = j;
+                continue;
+            }
+            while i < b.len() && b[i].is_alphanumeric() {
+                out.push(b[i]);
+                i += 1;
+            }
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
+}
+
+#[test]
+fn durations_are_normalised() {
+    assert_eq!(
+        durations("within 2s, 1.5s or 250ms; 3m0s (Duration 5s) 10 MiB 32.0 MiB sha512-ab5s x2s 2 s."),
+        "within <duration>, <duration> or <duration>; <duration> (Duration <duration>) 10 MiB 32.0 MiB sha512-ab5s x2s <duration>."
+    );
+    assert_eq!(
+        durations("partition 2 of 3 sectors 43008-83967"),
+        "partition 2 of 3 sectors 43008-83967"
+    );
 }
 
 fn sha512(b: &[u8]) -> String {
@@ -322,4 +401,76 @@ fn console_output_for_pid1() {
          <2>ember:   operation: mounting the root filesystem\n\
          <2>ember:   next:      rebooting in 300 s\n"
     );
+}
+
+#[test]
+fn report_http_404_for_the_config() {
+    // The config named on the kernel command line is not on the server: nothing can be
+    // provisioned, and the report says which URL (without its token) and what to check.
+    let server = HttpServer::start(|_, c| respond(c, 404, &[], b"not here"));
+    let m = Machine::new("404");
+    std::fs::write(
+        m.p("cmdline"),
+        format!(
+            "root=/dev/vda4 ignition.config.url={}\n",
+            server.url("/machines/m1.ign?token=SECRET-TOKEN")
+        ),
+    )
+    .unwrap();
+    let o = m.ignition("fetch-offline");
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    assert!(m.p("run/ignition/neednet").exists());
+    let r = m.fail_at(&[], "fetch", Some(&server));
+    assert!(!r.contains("SECRET-TOKEN"), "{r}");
+    assert_snapshot("http_404_for_the_config", &r);
+}
+
+#[test]
+fn report_disk_device_that_does_not_exist() {
+    let m = Machine::new("nodisk");
+    m.config(&serde_json::json!({
+        "ignition": {"version": "3.4.0"},
+        "storage": {"disks": [{"device": "/dev/disk/by-id/virtio-does-not-exist", "wipeTable": true,
+            "partitions": [{"number": 1, "label": "root"}]}]}
+    }));
+    let r = m.fail_at(&["fetch-offline", "kargs"], "disks", None);
+    assert_snapshot("disk_device_that_does_not_exist", &r);
+}
+
+#[test]
+fn report_file_path_that_is_a_directory_already() {
+    let m = Machine::new("isdir");
+    std::fs::create_dir_all(m.p("root/etc/app.conf/conf.d")).unwrap();
+    m.config(&serde_json::json!({
+        "ignition": {"version": "3.4.0"},
+        "storage": {"files": [{"path": "/etc/app.conf", "mode": 420,
+                               "contents": {"source": "data:,SECRET-CONTENTS"}}]}
+    }));
+    let r = m.fail_at(&["fetch-offline", "kargs", "disks", "mount"], "files", None);
+    assert!(!r.contains("SECRET-CONTENTS"), "{r}");
+    assert_snapshot("file_path_that_is_a_directory_already", &r);
+}
+
+#[test]
+fn report_invalid_config() {
+    // A syntax error: the line and column, no part of the config.
+    let m = Machine::new("syntax");
+    std::fs::write(
+        m.p("config.ign"),
+        "{\"ignition\": {\"version\": \"3.4.0\"},\n \"passwd\": {\"users\": [{\"name\": \"core\", \"passwordHash\": \"SECRET-HASH\"}]\n",
+    )
+    .unwrap();
+    let r = m.fail_at(&[], "fetch-offline", None);
+    assert!(!r.contains("SECRET-HASH"), "{r}");
+    assert_snapshot("invalid_config_syntax", &r);
+
+    // A value the spec does not allow: its JSON path and a hint.
+    let m = Machine::new("invalid");
+    m.config(&serde_json::json!({
+        "ignition": {"version": "3.4.0"},
+        "storage": {"files": [{"path": "etc/motd", "contents": {"source": "data:,SECRET-CONTENTS"}}]}
+    }));
+    let r = m.fail_at(&[], "fetch-offline", None);
+    assert!(!r.contains("SECRET-CONTENTS"), "{r}");
+    assert_snapshot("invalid_config_value", &r);
 }

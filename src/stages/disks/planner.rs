@@ -322,7 +322,24 @@ impl Planner<'_> {
         let nodes = self
             .resolver
             .wait_nodes(&paths, self.opts.device_timeout)
-            .map_err(|e| Failure::new("waiting for the disks").caused_by(Error::Wait(e)));
+            .map_err(|e| {
+                // The disk entry whose device is missing (or ambiguous).
+                let missing = match &e {
+                    WaitError::Timeout { path, .. } | WaitError::Ambiguous { path, .. } => {
+                        path.clone()
+                    }
+                };
+                let at = storage.disks.iter().position(|d| d.device == missing);
+                let e = Error::Wait(e);
+                let mut f = Failure::new("waiting for the disks");
+                if let Some(h) = hint_for(&e) {
+                    f = f.hint(h);
+                }
+                if let Some(i) = at {
+                    f = f.at(storage_path("disks", i).key("device"));
+                }
+                f.caused_by(e)
+            });
         self.waited += started.elapsed();
         let nodes = nodes?;
         for (i, (disk, node)) in storage.disks.iter().zip(&nodes).enumerate() {
