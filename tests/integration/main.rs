@@ -15,3 +15,4 @@ mod plan;
 mod providers;
 mod rootfs;
 mod runner;
+mod status;
