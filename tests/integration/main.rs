@@ -15,4 +15,5 @@ mod plan;
 mod providers;
 mod rootfs;
 mod runner;
+mod secrets;
 mod status;
