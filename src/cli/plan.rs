@@ -334,7 +334,7 @@ fn plan(a: &Args, raw: &[u8], name: &str, settings: &Settings, out: &mut Out) ->
         ));
         const SHOWN: usize = 10;
         for e in entries.iter().take(SHOWN) {
-            let mut text = engine::finding_line(e);
+            let mut text = e.ignition_line();
             if e.ember_only {
                 text.push_str(" (ember)");
             }

@@ -675,23 +675,10 @@ fn signal_neednet(path: &Path) -> Result<(), Failure> {
 fn log_report(what: &str, report: &config::Report) {
     for e in report.ignition_entries() {
         match e.severity {
-            config::Severity::Error => log::error!("{what}: {}", finding_line(e)),
-            config::Severity::Warning => log::warn!("{what}: {}", finding_line(e)),
-            config::Severity::Info => log::info!("{what}: {}", finding_line(e)),
+            config::Severity::Error => log::error!("{what}: {}", e.ignition_line()),
+            config::Severity::Warning => log::warn!("{what}: {}", e.ignition_line()),
+            config::Severity::Info => log::info!("{what}: {}", e.ignition_line()),
         }
-    }
-}
-
-/// A finding as logs, failures and plans show it: Ignition's line, but without the unit text
-/// that the unit parser quotes in one of its messages (unit contents are config contents).
-pub fn finding_line(e: &config::Entry) -> String {
-    const GARBAGE: &str = "found garbage after section name : ";
-    let line = e.ignition_line();
-    match line.find(GARBAGE) {
-        Some(i) if e.code == "unit-content" => {
-            format!("{}{GARBAGE}{}", &line[..i], config::redact::REDACTED)
-        }
-        _ => line,
     }
 }
 
@@ -710,7 +697,7 @@ fn invalid(
         .ignition_entries()
         .find(|e| e.severity == config::Severity::Error);
     let message = match first {
-        Some(e) => finding_line(e),
+        Some(e) => e.ignition_line(),
         None => parsed_error.to_string(),
     };
     (
@@ -1588,8 +1575,7 @@ mod tests {
             .ignition_entries()
             .find(|e| e.code == "unit-content")
             .expect("a unit-content finding");
-        assert!(e.ignition_line().contains("hunter2"));
-        let shown = finding_line(e);
+        let shown = e.ignition_line();
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(
             shown.ends_with("invalid unit content: found garbage after section name : <redacted>"),
