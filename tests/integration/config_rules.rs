@@ -988,7 +988,7 @@ fn units_and_dropins() {
             // `{"name": "c.service", "enabled": true, "contents": "`: contents at col 52.
             "warning at $.systemd.units.2.contents, line 5 col 52: unit \"c.service\" is enabled, but has no install section so enable does nothing",
             // `..."dropins": [{"name": "x.txt", "contents": "`: name at col 44, contents at 65.
-            "error at $.systemd.units.3.dropins.0.contents, line 6 col 65: invalid unit content: found garbage after section name : \"x\"",
+            "error at $.systemd.units.3.dropins.0.contents, line 6 col 65: invalid unit content: found garbage after section name : <redacted>",
             "error at $.systemd.units.3.dropins.0.name, line 6 col 44: invalid systemd drop-in extension",
             "error at $.systemd.units.5.name, line 8 col 10: invalid systemd unit extension",
         ],
