@@ -134,15 +134,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         }
     }
     let mut out = std::io::stdout().lock();
-    let text = match format {
-        Format::Human => human(&results),
-        Format::Json => {
-            serde_json::to_string_pretty(&json_doc(&results)).unwrap_or_default() + "\n"
-        }
-        Format::Sarif => {
-            serde_json::to_string_pretty(&sarif_doc(&results)).unwrap_or_default() + "\n"
-        }
-    };
+    let text = render_results(&results, format);
     let _ = out.write_all(text.as_bytes());
     if results.iter().any(|r| r.read_error.is_some()) {
         exit::USAGE
@@ -151,6 +143,30 @@ pub fn main(args: Vec<OsString>) -> i32 {
     } else {
         exit::OK
     }
+}
+
+fn render_results(results: &[FileResult], format: Format) -> String {
+    match format {
+        Format::Human => human(results),
+        Format::Json => serde_json::to_string_pretty(&json_doc(results)).unwrap_or_default() + "\n",
+        Format::Sarif => {
+            serde_json::to_string_pretty(&sarif_doc(results)).unwrap_or_default() + "\n"
+        }
+    }
+}
+
+/// Lints `src` as the command does for a file named `name` and renders the findings in each
+/// format: `[human, json, sarif]`. The fuzz targets drive the whole linter through this.
+pub fn lint_and_render(name: &str, src: &[u8]) -> [String; 3] {
+    let (spec, report) = lint_bytes(src);
+    let results = [FileResult {
+        name: name.to_string(),
+        src: src.to_vec(),
+        read_error: None,
+        spec,
+        report,
+    }];
+    [Format::Human, Format::Json, Format::Sarif].map(|f| render_results(&results, f))
 }
 
 fn read_input(name: &str) -> Result<Vec<u8>, String> {
@@ -212,7 +228,8 @@ pub fn lint_bytes(src: &[u8]) -> (Option<Spec>, Report) {
     }
     if let Some(cfg) = parsed.config {
         let mut findings = Report::default();
-        let rendered = render(cfg, "", 0, &mut findings);
+        let mut budget = Budget::new();
+        let rendered = render(cfg, "", 0, &mut findings, &mut budget);
         let had_children = !findings.entries.is_empty() || rendered.1;
         report.extend(findings);
         // Findings about the references themselves point into this config.
@@ -249,45 +266,179 @@ pub fn lint_bytes(src: &[u8]) -> (Option<Spec>, Report) {
     (parsed.spec, report)
 }
 
+/// How much work following referenced configs may take. Each referenced config can hold
+/// many more, compressed ones among them, so without a bound a 40 KB config referencing 30
+/// configs that each reference 30 more, four levels deep, has the linter parse 810,000
+/// configs. Ignition would fetch them all; the linter checks the first ones and says so.
+struct Budget {
+    /// Referenced configs that may still be read.
+    configs: usize,
+    /// Bytes that may still be parsed or merged: each referenced config costs its size, each
+    /// merge the size of everything merged so far.
+    bytes: u64,
+    /// Whether the warning that checking stopped has been given.
+    warned: bool,
+}
+
+impl Budget {
+    /// At most this many referenced configs are checked.
+    const CONFIGS: usize = 1000;
+    /// At most this many bytes of referenced configs are parsed and merged (each merge counts
+    /// as parsing everything merged so far again).
+    const BYTES: u64 = config::gzip::MAX_CONFIG_SIZE;
+
+    fn new() -> Self {
+        Budget {
+            configs: Self::CONFIGS,
+            bytes: Self::BYTES,
+            warned: false,
+        }
+    }
+
+    /// Takes `bytes` from the budget, or reports (once) that checking stops here.
+    fn take(&mut self, bytes: u64, at: (&JsonPath, &str), findings: &mut Report) -> bool {
+        if bytes <= self.bytes {
+            self.bytes -= bytes;
+            return true;
+        }
+        self.exhausted(at, findings);
+        false
+    }
+
+    fn take_config(&mut self, at: (&JsonPath, &str), findings: &mut Report) -> bool {
+        if self.configs > 0 {
+            self.configs -= 1;
+            return true;
+        }
+        self.exhausted(at, findings);
+        false
+    }
+
+    /// Stops all further checking of references; `at` is the reference where it stopped
+    /// (its path in the config holding it, and its label from the top).
+    fn exhausted(&mut self, (path, label): (&JsonPath, &str), findings: &mut Report) {
+        self.configs = 0;
+        self.bytes = 0;
+        if !self.warned {
+            self.warned = true;
+            findings.push(
+                Entry::warning(
+                    path.clone(),
+                    "references-not-checked",
+                    format!(
+                        "referenced configs are checked up to {} configs or {} MiB in all: \
+                         ignition.config.{label} and the references after it are not checked",
+                        Self::CONFIGS,
+                        Self::BYTES >> 20
+                    ),
+                )
+                .with_hint("check the referenced configs on their own")
+                .ember(),
+            );
+        }
+    }
+}
+
+/// A config with the number of source bytes it was rendered from, children included.
+struct Rendered {
+    config: Config,
+    bytes: u64,
+    merged_any: bool,
+}
+
 /// Follows data: URL merges and replacements like Ignition's rendering, collecting findings of
 /// the referenced configs. Returns the rendered config and whether anything was merged.
-fn render(cfg: Config, label: &str, depth: usize, findings: &mut Report) -> (Config, bool) {
+fn render(
+    cfg: Config,
+    label: &str,
+    depth: usize,
+    findings: &mut Report,
+    budget: &mut Budget,
+) -> (Config, bool) {
+    let r = render_sized(cfg, 0, label, depth, findings, budget);
+    (r.config, r.merged_any)
+}
+
+fn render_sized(
+    cfg: Config,
+    own_bytes: u64,
+    label: &str,
+    depth: usize,
+    findings: &mut Report,
+    budget: &mut Budget,
+) -> Rendered {
     let refs = &cfg.ignition.config;
     if depth > 8 || (refs.merge.is_empty() && refs.replace.source_str().is_none()) {
-        return (cfg, false);
+        return Rendered {
+            config: cfg,
+            bytes: own_bytes,
+            merged_any: false,
+        };
     }
     let base_path = JsonPath::root().key("ignition").key("config");
     if let Some(src) = cfg.ignition.config.replace.source_str().map(str::to_string) {
         let here = format!("{label}replace");
         let p = base_path.key("replace");
-        if let Some(child) = child_config(&src, &cfg.ignition.config.replace, &p, &here, findings) {
-            let (rendered, _) = render(child, &format!("{here} ▸ "), depth + 1, findings);
-            return (rendered, true);
+        let res = &cfg.ignition.config.replace;
+        if let Some((child, size)) = child_config(&src, res, &p, &here, findings, budget) {
+            let mut r = render_sized(
+                child,
+                size,
+                &format!("{here} ▸ "),
+                depth + 1,
+                findings,
+                budget,
+            );
+            r.merged_any = true;
+            return r;
         }
-        return (cfg, false);
+        return Rendered {
+            config: cfg,
+            bytes: own_bytes,
+            merged_any: false,
+        };
     }
     let mut acc = cfg.clone();
+    let mut acc_bytes = own_bytes;
     let mut merged_any = false;
     for (i, r) in cfg.ignition.config.merge.iter().enumerate() {
         let Some(src) = r.source_str() else { continue };
         let here = format!("{label}merge.{i}");
         let p = base_path.key("merge").index(i);
-        if let Some(child) = child_config(src, r, &p, &here, findings) {
-            let (rendered, _) = render(child, &format!("{here} ▸ "), depth + 1, findings);
-            acc = merge::merge(&acc, &rendered);
+        if let Some((child, size)) = child_config(src, r, &p, &here, findings, budget) {
+            let rendered = render_sized(
+                child,
+                size,
+                &format!("{here} ▸ "),
+                depth + 1,
+                findings,
+                budget,
+            );
+            let merged_bytes = acc_bytes.saturating_add(rendered.bytes);
+            if !budget.take(merged_bytes, (&p, &here), findings) {
+                break;
+            }
+            acc = merge::merge(&acc, &rendered.config);
+            acc_bytes = merged_bytes;
             merged_any = true;
         }
     }
-    (acc, merged_any)
+    Rendered {
+        config: acc,
+        bytes: acc_bytes,
+        merged_any,
+    }
 }
 
+/// Reads and checks one referenced config; returns it with its size.
 fn child_config(
     src: &str,
     res: &config::model::Resource,
     path: &JsonPath,
     label: &str,
     findings: &mut Report,
-) -> Option<Config> {
+    budget: &mut Budget,
+) -> Option<(Config, u64)> {
     if !src.starts_with("data:") {
         findings.push(
             Entry::new(
@@ -300,11 +451,18 @@ fn child_config(
         );
         return None;
     }
+    if !budget.take_config((path, label), findings) {
+        return None;
+    }
     let data = config::dataurl::decode(src).ok()?.data;
     let data = if res.compression.as_deref() == Some("gzip") {
-        match gunzip(&data) {
-            Some(d) => d,
-            None => {
+        match config::gzip::decompress_at_most(&data, budget.bytes) {
+            Ok(Some(d)) => d,
+            Ok(None) => {
+                budget.exhausted((path, label), findings);
+                return None;
+            }
+            Err(_) => {
                 findings.push(
                     Entry::error(
                         path.clone(),
@@ -343,6 +501,9 @@ fn child_config(
             }
         }
     }
+    if !budget.take(data.len() as u64, (path, label), findings) {
+        return None;
+    }
     let parsed = config::parse(&data);
     for mut e in parsed.report.entries {
         e.ember_only = true;
@@ -359,11 +520,7 @@ fn child_config(
             .ember(),
         );
     }
-    parsed.config
-}
-
-fn gunzip(data: &[u8]) -> Option<Vec<u8>> {
-    crate::config::gzip::decompress(data).ok()
+    parsed.config.map(|c| (c, data.len() as u64))
 }
 
 pub fn hex(bytes: &[u8]) -> String {
@@ -723,4 +880,127 @@ fn sarif_doc(results: &[FileResult]) -> J {
             "results": sarif_results,
         }],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn excerpt(src: &[u8], pos: usize) -> String {
+        let secrets = json::parse_doc(src)
+            .map(|d| redact::secret_spans(&d))
+            .unwrap_or_default();
+        source_excerpt(src, pos, 1, &secrets)
+    }
+
+    #[test]
+    fn long_lines_are_windowed() {
+        let src = format!("{}X{}", "a".repeat(300), "b".repeat(300));
+        let e = excerpt(src.as_bytes(), 300);
+        let (text, caret) = e.split_once('\n').unwrap();
+        assert_eq!(
+            text,
+            format!("    1 | …{}X{}…", "a".repeat(50), "b".repeat(49))
+        );
+        assert_eq!(caret, format!("      | {}^\n", " ".repeat(51)));
+        let start = excerpt(src.as_bytes(), 0);
+        assert!(start.starts_with(&format!("    1 | {}…\n", "a".repeat(100))));
+    }
+
+    /// A config whose 30 merges each reference (gzip-compressed) a config with 30 merges, and so
+    /// on `depth` levels down, to a config with one relative file path.
+    fn nested_references(depth: usize) -> String {
+        use base64::Engine;
+        use std::io::Write;
+        let mut cur =
+            r#"{"ignition":{"version":"3.6.0"},"storage":{"files":[{"path":"rel"}]}}"#.to_string();
+        for _ in 0..depth {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            gz.write_all(cur.as_bytes()).unwrap();
+            let b64 = base64::engine::general_purpose::STANDARD.encode(gz.finish().unwrap());
+            let merges: Vec<String> = (0..30)
+                .map(|i| format!(r#"{{"source":"data:;p={i};base64,{b64}","compression":"gzip"}}"#))
+                .collect();
+            cur = format!(
+                r#"{{"ignition":{{"version":"3.6.0","config":{{"merge":[{}]}}}}}}"#,
+                merges.join(",")
+            );
+        }
+        cur
+    }
+
+    #[test]
+    fn referenced_configs_are_checked_within_a_budget() {
+        // 30 + 900 configs: all checked.
+        let (_, report) = lint_bytes(nested_references(2).as_bytes());
+        let relative = |r: &Report| {
+            r.entries
+                .iter()
+                .filter(|e| e.code == "path-not-absolute")
+                .count()
+        };
+        assert_eq!(
+            relative(&report),
+            900,
+            "one per leaf (invalid, so not merged)"
+        );
+        assert!(!report
+            .entries
+            .iter()
+            .any(|e| e.code == "references-not-checked"));
+
+        // 63 KB that reference 30^5 = 24 million configs (this took hours): the first 1000
+        // are checked, and the linter says where it stopped.
+        let src = nested_references(5);
+        assert!(src.len() < 65536);
+        let (_, report) = lint_bytes(src.as_bytes());
+        let stops: Vec<&Entry> = report
+            .entries
+            .iter()
+            .filter(|e| e.code == "references-not-checked")
+            .collect();
+        assert_eq!(stops.len(), 1);
+        assert_eq!(stops[0].severity, Severity::Warning);
+        assert!(
+            stops[0]
+                .message
+                .ends_with("ignition.config.merge.0 ▸ merge.0 ▸ merge.1 ▸ merge.2 ▸ merge.3 and the references after it are not checked"),
+            "{}",
+            stops[0].message
+        );
+        assert!(relative(&report) > 0 && relative(&report) < 1000);
+    }
+
+    #[test]
+    fn many_findings_on_one_long_line() {
+        // One line of 20,000 files, each with a relative path (an error) and an inline secret:
+        // 20,000 excerpts of a 1 MB line. Walking the whole line (and every secret) for each
+        // finding took hours; from the nearest mark it is quick.
+        let files: Vec<String> = (0..20_000)
+            .map(|i| format!(r#"{{"path":"r{i}","contents":{{"source":"data:,s{i}"}}}}"#))
+            .collect();
+        let src = format!(
+            r#"{{"ignition":{{"version":"3.6.0"}},"storage":{{"files":[{}]}}}}"#,
+            files.join(",")
+        );
+        let [human, _json, sarif] = lint_and_render("big.ign", src.as_bytes());
+        let last = "\"path\":\"r19999\"";
+        let col = src.find(last).unwrap() + "\"path\":".len() + 1;
+        assert!(human.contains(&format!("big.ign:1:{col}: error: path not absolute")));
+        assert!(human.matches("<redacted>").count() > 20_000);
+        assert!(!human.contains("s19999"), "secrets stay hidden");
+        let doc: J = serde_json::from_str(&sarif).unwrap();
+        let results = doc["runs"][0]["results"].as_array().unwrap();
+        let cols: Vec<u64> = results
+            .iter()
+            .filter(|r| r["ruleId"] == "path-not-absolute")
+            .map(|r| {
+                r["locations"][0]["physicalLocation"]["region"]["startColumn"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(cols.len(), 20_000);
+        assert_eq!(*cols.last().unwrap(), col as u64);
+    }
 }

@@ -15,11 +15,17 @@ pub enum Error {
 
 /// Decompresses a whole gzip stream held in memory.
 pub fn decompress(data: &[u8]) -> Result<Vec<u8>, Error> {
+    decompress_at_most(data, MAX_CONFIG_SIZE)?.ok_or(Error::TooLarge)
+}
+
+/// Decompresses a whole gzip stream held in memory, or says `Ok(None)` as soon as it is
+/// larger than `max` bytes (without decompressing the rest).
+pub fn decompress_at_most(data: &[u8], max: u64) -> Result<Option<Vec<u8>>, Error> {
     let mut out = Vec::new();
-    let mut r = flate2::read::GzDecoder::new(data).take(MAX_CONFIG_SIZE + 1);
+    let mut r = flate2::read::GzDecoder::new(data).take(max.saturating_add(1));
     r.read_to_end(&mut out).map_err(Error::Invalid)?;
-    if out.len() as u64 > MAX_CONFIG_SIZE {
-        return Err(Error::TooLarge);
+    if out.len() as u64 > max {
+        return Ok(None);
     }
-    Ok(out)
+    Ok(Some(out))
 }

@@ -165,8 +165,9 @@ pub fn parse(raw: &[u8]) -> Parsed {
         );
     }
     report.extend(validate::mode_checks(&cfg));
-    report.extend(validate::boot_time_checks(&cfg, spec));
     translate(&mut cfg, spec, &mut report);
+    let boot = boot_only_errors(&cfg, spec, &report);
+    report.extend(boot);
     report.extend(validate::whole_config_checks(&cfg));
     report.correlate(Some(&doc), raw);
 
@@ -221,6 +222,33 @@ fn translate(cfg: &mut Config, spec: Spec, report: &mut Report) {
         }
     }
     cfg.ignition.version = Spec::LATEST.as_str().to_string();
+}
+
+/// Errors that Ignition's check at boot finds in the translated config although the rules of
+/// the config's own version pass it (an empty link target in 3.0–3.2): `ignition-validate`
+/// accepts such a config and the boot fails, so Ember reports them as its own errors.
+fn boot_only_errors(cfg: &Config, spec: Spec, report: &Report) -> Report {
+    let mut out = Report::default();
+    if report.ignition_has_errors() {
+        return out;
+    }
+    for mut e in validate::rules(cfg, Spec::LATEST).entries {
+        if e.severity != Severity::Error
+            || report
+                .entries
+                .iter()
+                .any(|o| o.path == e.path && o.message == e.message)
+        {
+            continue;
+        }
+        e.hint = Some(format!(
+            "spec {spec} does not check this, but Ignition checks every config again at boot, \
+             translated to the latest spec, and stops there"
+        ));
+        e.message = format!("{} (fails at boot)", e.message);
+        out.push(e.ember());
+    }
+    out
 }
 
 /// Validates a config that was assembled at run time (merged, or read from the cache) with the
@@ -422,6 +450,46 @@ mod tests {
         assert_eq!(
             lines(r#"{"ignition":{"version":"3.6.0"},"storage":{"files":[{"path":"/a"}]},"storage":null}"#),
             vec!["warning at $.storage, line 1 col 79: context tree does not match content tree at $.storage. Line and column reporting may be inconsistent. Unused keys may not be reported"]
+        );
+    }
+
+    #[test]
+    fn reports_what_only_the_boot_time_check_rejects() {
+        // Spec 3.2 lets a link target be empty; the translated config then fails the latest
+        // rules, which Ignition applies at boot.
+        let p = parse(
+            br#"{"ignition":{"version":"3.2.0"},"storage":{"links":[{"path":"/l","target":""}]}}"#,
+        );
+        assert!(p.error.is_none(), "Ignition accepts it: {:?}", p.report);
+        assert_eq!(p.report.ignition_entries().count(), 0);
+        let e = p
+            .report
+            .entries
+            .iter()
+            .find(|e| e.severity == Severity::Error)
+            .expect("an error of Ember's own");
+        assert!(e.ember_only);
+        assert_eq!(e.message, "link target is required (fails at boot)");
+        assert_eq!(
+            e.path.as_ref().unwrap().to_string(),
+            "$.storage.links.0.target"
+        );
+        let m = e.position().unwrap();
+        assert_eq!((m.line, m.column), (1, 75));
+        assert!(validate_runtime(p.config.as_ref().unwrap()).has_errors());
+
+        // The same link in 3.3 is Ignition's own error, reported once.
+        let p = parse(
+            br#"{"ignition":{"version":"3.3.0"},"storage":{"links":[{"path":"/l","target":""}]}}"#,
+        );
+        assert_eq!(p.error, Some(ParseError::Invalid));
+        assert_eq!(
+            p.report
+                .entries
+                .iter()
+                .filter(|e| e.message.starts_with("link target is required"))
+                .count(),
+            1
         );
     }
 

@@ -455,49 +455,82 @@ impl Rules<'_> {
     fn storage(&mut self, s: &Storage, path: &JsonPath) {
         // Ignition compares every entry with every link (`p` starts with `link + "/"`); the same
         // findings, in the same order, come from looking each proper prefix of `p` that ends
-        // before a '/' up among the link paths.
-        let mut links: FxMap<&str, Vec<usize>> = FxMap::default();
-        for (i, l) in s.links.iter().enumerate() {
-            links.entry(l.path.as_str()).or_default().push(i);
+        // before a '/' up among the link paths, counting links that share a path. Only
+        // prefixes as long as some link path are looked up: hashing every prefix of a path with
+        // n components takes time quadratic in its length.
+        //
+        // k links with the same path (already a duplicate error) and m files below them give
+        // k×m findings, as in Ignition; past LINK_FINDINGS_LIMIT of them Ember stops and says
+        // so, since a 64 KiB config could otherwise ask for gigabytes of findings.
+        const LINK_FINDINGS_LIMIT: usize = 10_000;
+        let mut links: FxMap<&str, usize> = FxMap::default();
+        for l in &s.links {
+            *links.entry(l.path.as_str()).or_default() += 1;
         }
+        let link_lengths: FxSet<usize> = links.keys().map(|p| p.len()).collect();
         let below_links = |p: &str| -> usize {
             if links.is_empty() {
                 return 0;
             }
             p.match_indices('/')
+                .filter(|&(k, _)| link_lengths.contains(&k))
                 .filter_map(|(k, _)| links.get(&p[..k]))
-                .map(Vec::len)
                 .sum()
+        };
+        let mut emitted = 0usize;
+        let mut emit = |rules: &mut Self, entry: Entry| {
+            if emitted < LINK_FINDINGS_LIMIT {
+                rules.push(Some(entry));
+            } else if emitted == LINK_FINDINGS_LIMIT {
+                rules.push(Some(
+                    Entry::warning(
+                        path.key("links"),
+                        "findings-limited",
+                        format!("more than {LINK_FINDINGS_LIMIT} findings about paths below links; the rest are not listed"),
+                    )
+                    .ember(),
+                ));
+            }
+            emitted += 1;
         };
         for (i, d) in s.directories.iter().enumerate() {
             for _ in 0..below_links(&d.path) {
-                self.push(Some(Entry::error(
-                    path.key("directories").index(i),
-                    "path-below-link",
-                    "directory path includes link in config",
-                )));
+                emit(
+                    self,
+                    Entry::error(
+                        path.key("directories").index(i),
+                        "path-below-link",
+                        "directory path includes link in config",
+                    ),
+                );
             }
         }
         for (i, f) in s.files.iter().enumerate() {
             for _ in 0..below_links(&f.path) {
-                self.push(Some(Entry::error(
-                    path.key("files").index(i),
-                    "path-below-link",
-                    "file path includes link in config",
-                )));
+                emit(
+                    self,
+                    Entry::error(
+                        path.key("files").index(i),
+                        "path-below-link",
+                        "file path includes link in config",
+                    ),
+                );
             }
         }
-        let dirs: HashMap<&str, usize> = s.directories.iter().fold(HashMap::new(), |mut m, d| {
-            *m.entry(d.path.as_str()).or_default() += 1;
-            m
-        });
+        let mut dirs: FxMap<&str, usize> = FxMap::default();
+        for d in &s.directories {
+            *dirs.entry(d.path.as_str()).or_default() += 1;
+        }
         for (i, l1) in s.links.iter().enumerate() {
             for _ in 0..below_links(&l1.path) {
-                self.push(Some(Entry::error(
-                    path.key("links").index(i),
-                    "path-below-link",
-                    "link path includes link in config",
-                )));
+                emit(
+                    self,
+                    Entry::error(
+                        path.key("links").index(i),
+                        "path-below-link",
+                        "link path includes link in config",
+                    ),
+                );
             }
             if is_true(l1.hard) {
                 if let Some(t) = &l1.target {
@@ -506,11 +539,14 @@ impl Rules<'_> {
                         target = clean_path(&format!("{}/{}", l1.path, t));
                     }
                     for _ in 0..dirs.get(target.as_str()).copied().unwrap_or(0) {
-                        self.push(Some(Entry::error(
-                            path.key("links").index(i),
-                            "hard-link-to-directory",
-                            "hard link target is a directory",
-                        )));
+                        emit(
+                            self,
+                            Entry::error(
+                                path.key("links").index(i),
+                                "hard-link-to-directory",
+                                "hard link target is a directory",
+                            ),
+                        );
                     }
                 }
             }
@@ -1129,36 +1165,69 @@ fn is_guid_or_empty(g: &str) -> bool {
 
 /// Ignition's overlap test: explicitly placed partitions (start ≠ 0, size given) must not
 /// overlap. Returns the index of the second partition of the first overlapping pair.
+/// The partition Ignition names in "partitions overlap": for the first partition (in list
+/// order) with a set, non-zero start and a set size whose first or last MiB lies inside another
+/// such partition (or that has the same extent), the first such other partition.
+///
+/// Ignition compares every pair; this finds the same answer in O(n log n): the partitions as
+/// intervals sorted by start, with the two largest ends so far, answer "does another interval
+/// hold this point" by binary search.
 fn overlapping_partition(parts: &[Partition]) -> Option<usize> {
-    let end = |p: &Partition| -> i64 {
-        let (s, z) = (p.start_mib.unwrap_or(0), p.size_mib.unwrap_or(0));
-        if z == 0 {
-            s
-        } else {
-            s.saturating_add(z).saturating_sub(1)
-        }
-    };
-    for (pi, p) in parts.iter().enumerate() {
-        let (Some(ps), Some(_)) = (p.start_mib, p.size_mib) else {
-            continue;
-        };
-        if ps == 0 {
-            continue;
-        }
-        for (i, o) in parts.iter().enumerate() {
-            let (Some(os), Some(_)) = (o.start_mib, o.size_mib) else {
-                continue;
+    // (index, start, end) of the partitions Ignition compares.
+    let spans: Vec<(usize, i64, i64)> = parts
+        .iter()
+        .enumerate()
+        .filter_map(|(i, p)| {
+            let (s, z) = (p.start_mib?, p.size_mib?);
+            if s == 0 {
+                return None;
+            }
+            let e = if z == 0 {
+                s
+            } else {
+                s.saturating_add(z).saturating_sub(1)
             };
-            if i == pi || os == 0 {
-                continue;
-            }
-            let (pe, oe) = (end(p), end(o));
-            if (ps >= os && ps <= oe) || (pe >= os && pe <= oe) || (ps == os && pe == oe) {
-                return Some(i);
-            }
+            Some((i, s, e))
+        })
+        .collect();
+    let hit = |p: &(usize, i64, i64), o: &(usize, i64, i64)| {
+        let ((_, ps, pe), (_, os, oe)) = (*p, *o);
+        (ps >= os && ps <= oe) || (pe >= os && pe <= oe) || (ps == os && pe == oe)
+    };
+    // Non-empty intervals by start, and for each prefix the two largest ends (with their
+    // partitions' indices).
+    let mut sorted: Vec<&(usize, i64, i64)> = spans.iter().filter(|t| t.1 <= t.2).collect();
+    sorted.sort_by_key(|t| t.1);
+    let mut best: Vec<[(i64, usize); 2]> = Vec::with_capacity(sorted.len());
+    let mut top = [(i64::MIN, usize::MAX); 2];
+    for &&(i, _, e) in &sorted {
+        if e > top[0].0 {
+            top = [(e, i), top[0]];
+        } else if e > top[1].0 {
+            top[1] = (e, i);
         }
+        best.push(top);
     }
-    None
+    let held_by_other = |x: i64, me: usize| -> bool {
+        let k = sorted.partition_point(|t| t.1 <= x);
+        if k == 0 {
+            return false;
+        }
+        let [first, second] = best[k - 1];
+        let end = if first.1 != me { first.0 } else { second.0 };
+        end >= x
+    };
+    let mut same: HashMap<(i64, i64), usize> = HashMap::new();
+    for &(_, s, e) in &spans {
+        *same.entry((s, e)).or_default() += 1;
+    }
+    let first = spans
+        .iter()
+        .find(|p| held_by_other(p.1, p.0) || held_by_other(p.2, p.0) || same[&(p.1, p.2)] > 1)?;
+    spans
+        .iter()
+        .find(|o| o.0 != first.0 && hit(first, o))
+        .map(|o| o.0)
 }
 
 /// Walks the model depth-first in field order, as Ignition's validator walks its types. The
@@ -1460,12 +1529,18 @@ pub fn whole_config_checks(cfg: &Config) -> Report {
     for (i, f) in cfg.storage.files.iter().enumerate() {
         files.insert(f.path.as_str(), i);
     }
+    // Only ancestors as long as some file path can be one: hashing every ancestor of a path
+    // with n components would take time quadratic in its length.
+    let lengths: FxSet<usize> = files.keys().map(|p| p.len()).collect();
     let mut check = |kind: &str, list: &str, i: usize, p: &str| {
         let mut anc = p;
         while let Some(pos) = anc.rfind('/') {
             anc = &anc[..pos];
             if anc.is_empty() {
                 break;
+            }
+            if !lengths.contains(&anc.len()) {
+                continue;
             }
             if let Some(&fi) = files.get(anc) {
                 report.push(
@@ -1542,36 +1617,6 @@ pub fn mode_checks(cfg: &Config) -> Report {
     report
 }
 
-/// Ember's checks of rules Ignition applies only at boot: configs of old specs are validated
-/// with their own rules, but the engine validates the rendered config again with the latest
-/// rules (reference §1.1), so an empty link target passes `ignition-validate` for 3.0.0–3.2.0
-/// and fails at boot.
-pub fn boot_time_checks(cfg: &Config, spec: Spec) -> Report {
-    let mut report = Report::default();
-    if spec >= Spec::V3_3 {
-        return report;
-    }
-    for (i, l) in cfg.storage.links.iter().enumerate() {
-        if nil_or_empty(&l.target) {
-            report.push(
-                ember_warning(
-                    JsonPath::root()
-                        .key("storage")
-                        .key("links")
-                        .index(i)
-                        .key("target"),
-                    "link-target-empty",
-                    format!(
-                        "link has no target: Ignition accepts this in spec {spec} but fails at boot, where the target is required"
-                    ),
-                )
-                .with_hint("say what the link points to with \"target\""),
-            );
-        }
-    }
-    report
-}
-
 /// A warning entry for things Ember points out.
 pub fn ember_warning(path: JsonPath, code: &'static str, msg: impl Into<String>) -> Entry {
     Entry::new(Severity::Warning, path, code, msg).ember()
@@ -1600,5 +1645,211 @@ mod tests {
         assert_eq!(path_ext("a/b.service"), ".service");
         assert_eq!(path_ext("a.b/c"), "");
         assert_eq!(edit_distance("filesytems", "filesystems"), 1);
+    }
+
+    #[test]
+    fn overlapping_partitions_like_ignition() {
+        // Ignition's comparison of every pair.
+        fn pairwise(parts: &[Partition]) -> Option<usize> {
+            let end = |p: &Partition| -> i64 {
+                let (s, z) = (p.start_mib.unwrap_or(0), p.size_mib.unwrap_or(0));
+                if z == 0 {
+                    s
+                } else {
+                    s.saturating_add(z).saturating_sub(1)
+                }
+            };
+            for (pi, p) in parts.iter().enumerate() {
+                let (Some(ps), Some(_)) = (p.start_mib, p.size_mib) else {
+                    continue;
+                };
+                if ps == 0 {
+                    continue;
+                }
+                for (i, o) in parts.iter().enumerate() {
+                    let (Some(os), Some(_)) = (o.start_mib, o.size_mib) else {
+                        continue;
+                    };
+                    if i == pi || os == 0 {
+                        continue;
+                    }
+                    let (pe, oe) = (end(p), end(o));
+                    if (ps >= os && ps <= oe) || (pe >= os && pe <= oe) || (ps == os && pe == oe) {
+                        return Some(i);
+                    }
+                }
+            }
+            None
+        }
+        let part = |s: Option<i64>, z: Option<i64>| Partition {
+            start_mib: s,
+            size_mib: z,
+            ..Default::default()
+        };
+        // A small deterministic generator: many small layouts, negative sizes, unset fields
+        // and zero starts included.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        for _ in 0..20_000 {
+            let len = next(7) as usize;
+            let parts: Vec<Partition> = (0..len)
+                .map(|_| {
+                    let s = (next(6) > 0).then(|| next(12) as i64);
+                    let z = (next(6) > 0).then(|| next(8) as i64 - 2);
+                    part(s, z)
+                })
+                .collect();
+            assert_eq!(overlapping_partition(&parts), pairwise(&parts), "{parts:?}");
+        }
+        // 200,000 partitions side by side, the last one overlapping the first: comparing every
+        // pair took minutes.
+        let mut parts: Vec<Partition> = (0..200_000)
+            .map(|i| part(Some(1 + 2 * i), Some(2)))
+            .collect();
+        assert_eq!(overlapping_partition(&parts), None);
+        parts.push(part(Some(2), Some(1)));
+        assert_eq!(overlapping_partition(&parts), Some(200_000));
+    }
+
+    #[test]
+    fn entries_below_links_once_per_link_like_ignition() {
+        let mut cfg = Config::default();
+        for _ in 0..3 {
+            cfg.storage.links.push(Link {
+                path: "/l".into(),
+                target: Some("/t".into()),
+                ..Default::default()
+            });
+        }
+        cfg.storage.links.push(Link {
+            path: "/h".into(),
+            target: Some("/d".into()),
+            hard: Some(true),
+            ..Default::default()
+        });
+        for p in ["/l/a", "/l/b", "/m"] {
+            cfg.storage.files.push(File {
+                path: p.into(),
+                ..Default::default()
+            });
+        }
+        for _ in 0..2 {
+            cfg.storage.directories.push(Directory {
+                path: "/d".into(),
+                ..Default::default()
+            });
+        }
+        let found: Vec<(String, &str)> = rules(&cfg, Spec::LATEST)
+            .entries
+            .iter()
+            .filter(|e| e.code == "path-below-link" || e.code == "hard-link-to-directory")
+            .map(|e| (e.path.as_ref().unwrap().to_string(), e.code))
+            .collect();
+        // Ignition repeats each finding once per duplicate link (3 each) or directory (2).
+        let f0 = ("$.storage.files.0".to_string(), "path-below-link");
+        let f1 = ("$.storage.files.1".to_string(), "path-below-link");
+        let h = ("$.storage.links.3".to_string(), "hard-link-to-directory");
+        assert_eq!(
+            found,
+            [
+                f0.clone(),
+                f0.clone(),
+                f0,
+                f1.clone(),
+                f1.clone(),
+                f1,
+                h.clone(),
+                h
+            ]
+        );
+
+        // k duplicate links and m files below them: k×m findings, but bounded.
+        let mut big = Config::default();
+        for _ in 0..200 {
+            big.storage.links.push(Link {
+                path: "/l".into(),
+                target: Some("/t".into()),
+                ..Default::default()
+            });
+        }
+        for i in 0..200 {
+            big.storage.files.push(File {
+                path: format!("/l/{i}"),
+                ..Default::default()
+            });
+        }
+        let r = rules(&big, Spec::LATEST);
+        let below = r
+            .entries
+            .iter()
+            .filter(|e| e.code == "path-below-link")
+            .count();
+        assert_eq!(below, 10_000);
+        assert_eq!(
+            r.entries
+                .iter()
+                .filter(|e| e.code == "findings-limited")
+                .count(),
+            1
+        );
+
+        // Below a link, at any depth, and nowhere else; a deep path is cheap to check.
+        cfg.storage.links.truncate(3);
+        cfg.storage.files.push(File {
+            path: format!("/l{}", "/a".repeat(500_000)),
+            ..Default::default()
+        });
+        cfg.storage.files.push(File {
+            path: "/a".repeat(500_000),
+            ..Default::default()
+        });
+        let below = rules(&cfg, Spec::LATEST)
+            .entries
+            .iter()
+            .filter(|e| e.code == "path-below-link")
+            .count();
+        // Three files below the three links named /l.
+        assert_eq!(below, 9);
+    }
+
+    #[test]
+    fn paths_below_files() {
+        let mut cfg = Config::default();
+        for p in ["/x", "/x/y", "/a/b", "/a/b/c/d"] {
+            cfg.storage.files.push(File {
+                path: p.into(),
+                ..Default::default()
+            });
+        }
+        let found: Vec<String> = whole_config_checks(&cfg)
+            .entries
+            .iter()
+            .map(|e| e.path.as_ref().unwrap().to_string())
+            .collect();
+        assert_eq!(found, ["$.storage.files.1.path", "$.storage.files.3.path"]);
+
+        // A path of 500,000 components next to a short file path. Looking up every ancestor
+        // hashes about 10^11 bytes (this test then runs for minutes); only ancestors as long
+        // as a file path are looked up now.
+        cfg.storage.directories.push(Directory {
+            path: "/a".repeat(500_000),
+            ..Default::default()
+        });
+        assert_eq!(whole_config_checks(&cfg).entries.len(), 2);
+        cfg.storage.files.push(File {
+            path: "/a".repeat(250_000),
+            ..Default::default()
+        });
+        let r = whole_config_checks(&cfg);
+        assert_eq!(r.entries.len(), 3);
+        assert_eq!(
+            r.entries[2].path.as_ref().unwrap().to_string(),
+            "$.storage.directories.0.path"
+        );
     }
 }

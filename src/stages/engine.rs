@@ -60,6 +60,9 @@ const MAX_CA_SIZE: u64 = 16 << 20;
 /// Depth of nested `replace`/`merge` references followed before giving up (a config that
 /// references itself would otherwise loop forever).
 pub const MAX_RENDER_DEPTH: usize = 32;
+/// Referenced (merged or replacing) configs fetched in one render, at most: 30 merges per
+/// config nested four deep would otherwise be 810,000 fetches (Ignition has no bound).
+pub const MAX_REFERENCED_CONFIGS: usize = 1000;
 
 /// What an invocation runs, and where its files are.
 #[derive(Clone, Debug)]
@@ -800,6 +803,20 @@ fn fetch_referenced(
     let source = r.source.clone().unwrap_or_default();
     let shown = redact_url(&source);
     let what = format!("the config {shown} referenced at {path}");
+    let referenced = state
+        .fetched_configs
+        .iter()
+        .filter(|c| c.referenced)
+        .count();
+    if referenced >= MAX_REFERENCED_CONFIGS {
+        return Err(Acq::Failed(
+            Failure::new(format!("fetching {what}"))
+                .at(path)
+                .hint(format!(
+                    "the configs reference more than {MAX_REFERENCED_CONFIGS} configs in all; flatten the merge tree"
+                )),
+        ));
+    }
     let Some(res) = fetch_resource(r) else {
         return Err(Acq::Failed(
             Failure::new(format!("fetching {what}")).at(path),

@@ -295,7 +295,7 @@ fn v3_0_translation_of_plain_strings() {
 }
 
 #[test]
-fn empty_link_targets_before_3_3_pass_but_ember_warns() {
+fn empty_link_targets_before_3_3_pass_ignition_validate_but_ember_reports_the_boot_failure() {
     // Ignition validates old configs with their own rules only, then the rendered config with
     // the latest ones at boot: an empty target passes ignition-validate and fails at boot.
     for v in ["3.0.0", "3.1.0", "3.2.0"] {
@@ -304,20 +304,21 @@ fn empty_link_targets_before_3_3_pass_but_ember_warns() {
         r.expect_code(0);
         assert_eq!(r.stdout, "");
         let r = ember_validate_src(src.as_bytes(), &[]);
-        r.expect_code(0);
+        r.expect_code(1);
         // links.0 has no target key (its entry, col 2); links.1's "" is at col 26.
         assert!(
             r.stdout
-                .contains(":3:2: warning: link has no target: Ignition accepts this in spec"),
+                .contains(":3:2: error: link target is required (fails at boot)"),
             "{}",
             r.stdout
         );
         assert!(
-            r.stdout.contains(":4:26: warning: link has no target"),
+            r.stdout
+                .contains(":4:26: error: link target is required (fails at boot)"),
             "{}",
             r.stdout
         );
-        assert!(r.stdout.contains("0 errors, 2 warnings"), "{}", r.stdout);
+        assert!(r.stdout.contains("2 errors, 0 warnings"), "{}", r.stdout);
         let p = config::parse(src.as_bytes());
         let c = p.config.unwrap();
         // The runtime (latest) rules find exactly these two.

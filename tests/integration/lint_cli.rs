@@ -530,7 +530,7 @@ fn the_merged_config_is_checked_as_a_whole() {
     assert_eq!(
         codes,
         vec![
-            ("link-target-empty", "ignition.config.merge.0 (data URL)"),
+            ("link-target-required", "ignition.config.merge.0 (data URL)"),
             ("link-target-required", "the merged config"),
             ("path-below-file", "the merged config"),
         ]

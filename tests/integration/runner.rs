@@ -664,6 +664,38 @@ fn sha512(b: &[u8]) -> String {
 }
 
 #[test]
+fn rendering_stops_at_a_bounded_number_of_referenced_configs() {
+    // 40 merges of 30 merges each: 1,240 referenced configs, more than Ember fetches. A
+    // media-type parameter keeps the sources distinct.
+    let url = |tag: &str, json: &str| {
+        format!(
+            "data:text/plain;t={tag};base64,{}",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, json)
+        )
+    };
+    let leaf = r#"{"ignition":{"version":"3.4.0"}}"#;
+    let inner = |n: usize| {
+        serde_json::json!({"ignition": {"version": "3.4.0", "config": {"merge":
+            (0..30).map(|i| serde_json::json!({"source": url(&format!("{n}x{i}"), leaf)})).collect::<Vec<_>>()
+        }}})
+        .to_string()
+    };
+    let top = serde_json::json!({"ignition": {"version": "3.4.0", "config": {"merge":
+        (0..40).map(|n| serde_json::json!({"source": url(&n.to_string(), &inner(n))})).collect::<Vec<_>>()
+    }}})
+    .to_string();
+    let m = Machine::new("refcap");
+    m.config(&top);
+    let r = m.ignition("fetch");
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(
+        r.all().contains("reference more than 1000 configs"),
+        "{}",
+        r.all()
+    );
+}
+
+#[test]
 fn render_merge_and_replace() {
     let remote = kargs_config(&["from-http"], &[]);
     let remote_bytes = remote.clone();
