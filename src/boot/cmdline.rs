@@ -232,10 +232,7 @@ mod tests {
 
     #[test]
     fn words_quotes_and_end() {
-        assert_eq!(
-            words(r#"a  b="c d" "e f" -- g"#),
-            vec!["a", "b=c d", "e f"]
-        );
+        assert_eq!(words(r#"a  b="c d" "e f" -- g"#), vec!["a", "b=c d", "e f"]);
         assert_eq!(words("  x\ty\n"), vec!["x", "y"]);
         assert!(words("").is_empty());
     }
@@ -264,11 +261,20 @@ mod tests {
         assert_eq!(a, BootArgs::default());
         assert!(a.read_only);
         assert_eq!(a.init, PathBuf::from("/sbin/init"));
-        let a = BootArgs::parse("rw ro root=/dev/vda root=/dev/vdb ignition.firstboot=1 ignition.firstboot=off");
+        let a = BootArgs::parse(
+            "rw ro root=/dev/vda root=/dev/vdb ignition.firstboot=1 ignition.firstboot=off",
+        );
         assert!(a.read_only);
         assert_eq!(a.root.as_deref(), Some("/dev/vdb"));
         assert_eq!(a.firstboot, Some(false));
-        for (v, want) in [("", false), ("0", false), ("no", false), ("off", false), ("yes", true), ("1", true)] {
+        for (v, want) in [
+            ("", false),
+            ("0", false),
+            ("no", false),
+            ("off", false),
+            ("yes", true),
+            ("1", true),
+        ] {
             let a = BootArgs::parse(&format!("ignition.firstboot={v}"));
             assert_eq!(a.firstboot, Some(want), "{v:?}");
         }

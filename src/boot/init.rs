@@ -41,6 +41,7 @@ pub fn main(args: Vec<OsString>) -> ! {
     };
     match exit {
         Exit::Code(0) => {
+            say(&cpu_line());
             say(&format!(
                 "switching to the new root: exec {} in {SYSROOT}",
                 bargs.init.display()
@@ -54,6 +55,28 @@ pub fn main(args: Vec<OsString>) -> ! {
         )),
     }
     failure(&bargs)
+}
+
+/// Ember's CPU time (process 1 and the boot process, from getrusage) and that of the
+/// programs the boot process ran, as one console line.  The boot process's own share comes
+/// from its status file: the kernel only reports it added to its children's.
+fn cpu_line() -> String {
+    let own = pid1::cpu_time(false);
+    let descendants = pid1::cpu_time(true);
+    let worker = std::fs::read(super::BOOT_STATUS)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["cpu"]["selfMs"].as_u64())
+        .map(Duration::from_millis)
+        .unwrap_or(descendants)
+        .min(descendants);
+    format!(
+        "CPU time: Ember {:.3} s (process 1 {:.3} s, boot process {:.3} s), programs it ran {:.3} s",
+        (own + worker).as_secs_f64(),
+        own.as_secs_f64(),
+        worker.as_secs_f64(),
+        (descendants - worker).as_secs_f64()
+    )
 }
 
 /// The failure path: a rescue shell when the image has one (and `ember.shell` allows it),

@@ -128,6 +128,11 @@ impl Status {
             "phases": self.phases,
             "network": self.network,
             "error": self.error,
+            // This process's own CPU time, and that of the programs it ran (mkfs, ...).
+            "cpu": {
+                "selfMs": pid1::cpu_time(false).as_millis() as u64,
+                "programsMs": pid1::cpu_time(true).as_millis() as u64,
+            },
         });
         let path = Path::new(BOOT_STATUS);
         if let Some(d) = path.parent() {
@@ -323,7 +328,10 @@ fn provision(args: &BootArgs, device: &Path, st: &mut Status) -> Result<(), Erro
     let platform = args.platform.clone().ok_or(Error::NoPlatform)?;
     let settings = Settings::new(platform, Mode::Boot);
     if let Some(u) = &args.config_url {
-        say(&format!("config named on the kernel command line: {}", redact_url(u)));
+        say(&format!(
+            "config named on the kernel command line: {}",
+            redact_url(u)
+        ));
     }
     let mut network = None;
     if stage(st, &settings, Stage::FetchOffline)? == Outcome::NeedNet {

@@ -84,7 +84,31 @@ pub fn uptime() -> Duration {
     if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
         return Duration::ZERO;
     }
-    Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec.clamp(0, 999_999_999) as u32)
+    Duration::new(
+        ts.tv_sec.max(0) as u64,
+        ts.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
+}
+
+/// User plus system CPU time of this process, or (`children`) of its descendants that have
+/// been waited for (getrusage(2)).
+pub fn cpu_time(children: bool) -> Duration {
+    let who = if children {
+        libc::RUSAGE_CHILDREN
+    } else {
+        libc::RUSAGE_SELF
+    };
+    // SAFETY: rusage is plain old data; getrusage(2) fills it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: `ru` is a valid, writable rusage.
+    if unsafe { libc::getrusage(who, &mut ru) } != 0 {
+        return Duration::ZERO;
+    }
+    let tv = |t: libc::timeval| {
+        Duration::new(t.tv_sec.max(0) as u64, 0)
+            + Duration::from_micros(t.tv_usec.clamp(0, 999_999) as u64)
+    };
+    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
 /// Writes one line to the kernel log (`/dev/kmsg`) at `level` (0–7), as `ember: <msg>`.
