@@ -13,3 +13,9 @@ mod passwd;
 mod providers;
 mod rootfs;
 mod runner;
+// The QEMU boot tests live in qemu-tests/ (their harness, scenarios, kernel script and test
+// init); they are part of this one test binary.
+#[path = "../../qemu-tests/harness.rs"]
+mod qemu_harness;
+#[path = "../../qemu-tests/scenarios.rs"]
+mod qemu_scenarios;
