@@ -236,7 +236,11 @@ impl ModuleDb {
             if is_loaded(&step.name) {
                 continue;
             }
-            let p = if wanted.contains(&step.name) { params } else { "" };
+            let p = if wanted.contains(&step.name) {
+                params
+            } else {
+                ""
+            };
             match insert(&step.path, p) {
                 Ok(true) => inserted.push(step.name),
                 Ok(false) => {}
@@ -448,7 +452,9 @@ softdep xfs pre: crypto-xxhash post: virtio-blk
             Err(Error::NotFound(n)) if n == "nosuchmodule"
         ));
         // Wildcard aliases are not matched.
-        assert!(db.resolve("pci:v00001AF4d00001001sv00sd00bc01sc00i00").is_empty());
+        assert!(db
+            .resolve("pci:v00001AF4d00001001sv00sd00bc01sc00i00")
+            .is_empty());
     }
 
     #[test]
@@ -456,7 +462,8 @@ softdep xfs pre: crypto-xxhash post: virtio-blk
         let alias = format!(
             "{ALIAS}alias crc32c crc32c_intel\nalias crc32c crc32c_generic\nalias crypto-xxhash xxhash\n"
         );
-        let dep = format!("{DEP}kernel/arch/x86/crypto/crc32c-intel.ko:\nkernel/crypto/xxhash.ko:\n");
+        let dep =
+            format!("{DEP}kernel/arch/x86/crypto/crc32c-intel.ko:\nkernel/crypto/xxhash.ko:\n");
         let db = ModuleDb::parse(&dep, &alias, BUILTIN, SOFTDEP);
         let order = db.load_order("xfs").unwrap();
         let got: Vec<(&str, bool)> = order.iter().map(|s| (s.name.as_str(), s.soft)).collect();

@@ -146,8 +146,14 @@ pub fn move_api_mounts(new_root: &Path) -> Result<(), Error> {
             let _ = nix::mount::umount2(src, nix::mount::MntFlags::MNT_DETACH);
             continue;
         }
-        nix::mount::mount(Some(src), &dst, None::<&str>, MsFlags::MS_MOVE, None::<&str>)
-            .map_err(nix_err(format!("moving {m} to {}", dst.display())))?;
+        nix::mount::mount(
+            Some(src),
+            &dst,
+            None::<&str>,
+            MsFlags::MS_MOVE,
+            None::<&str>,
+        )
+        .map_err(nix_err(format!("moving {m} to {}", dst.display())))?;
     }
     Ok(())
 }
@@ -252,7 +258,10 @@ mod tests {
     fn freeing_stops_at_mount_points() {
         // SAFETY: geteuid(2) has no preconditions.
         let euid = unsafe { libc::geteuid() };
-        assert_eq!(euid, 0, "this test needs root (it mounts a tmpfs); run it as root");
+        assert_eq!(
+            euid, 0,
+            "this test needs root (it mounts a tmpfs); run it as root"
+        );
         let r = temp("free");
         std::fs::create_dir_all(r.join("a/b/c")).unwrap();
         std::fs::write(r.join("a/b/c/file"), "x").unwrap();

@@ -305,7 +305,11 @@ impl Lease {
                 .unwrap_or_default(),
             domain: m
                 .option(OPT_DOMAIN)
-                .map(|v| String::from_utf8_lossy(v).trim_end_matches('\0').to_string())
+                .map(|v| {
+                    String::from_utf8_lossy(v)
+                        .trim_end_matches('\0')
+                        .to_string()
+                })
                 .filter(|d| !d.is_empty()),
             mtu: m
                 .option(OPT_MTU)
@@ -334,7 +338,8 @@ fn add_common(m: &mut Message) {
             OPT_CLASSLESS_ROUTES,
         ],
     ));
-    m.options.push((OPT_MAX_SIZE, 1500u16.to_be_bytes().to_vec()));
+    m.options
+        .push((OPT_MAX_SIZE, 1500u16.to_be_bytes().to_vec()));
 }
 
 /// DISCOVER.
@@ -676,7 +681,10 @@ mod tests {
         let long: Vec<u8> = (0..=255u8).chain(0..100).collect();
         let mut m = reply(ACK, vec![(OPT_DOMAIN, long.clone())]);
         let b = m.encode();
-        assert_eq!(Message::decode(&b).unwrap().option(OPT_DOMAIN), Some(&long[..]));
+        assert_eq!(
+            Message::decode(&b).unwrap().option(OPT_DOMAIN),
+            Some(&long[..])
+        );
         // Overloaded `file` field.
         m.options = vec![(OPT_MSG_TYPE, vec![ACK]), (OPT_OVERLOAD, vec![1])];
         let mut b = m.encode();
@@ -687,14 +695,20 @@ mod tests {
 
     #[test]
     fn bad_packets_are_errors() {
-        assert!(matches!(Message::decode(&[0; 100]), Err(PacketError::Short(100))));
+        assert!(matches!(
+            Message::decode(&[0; 100]),
+            Err(PacketError::Short(100))
+        ));
         let mut b = discover(1, MAC).encode();
         b[236] = 0;
         assert!(matches!(Message::decode(&b), Err(PacketError::NoCookie)));
         let mut b = discover(1, MAC).encode();
         b.truncate(241);
         b.push(200); // length missing
-        assert!(matches!(Message::decode(&b), Err(PacketError::Truncated(53))));
+        assert!(matches!(
+            Message::decode(&b),
+            Err(PacketError::Truncated(53))
+        ));
         let bad = reply(ACK, vec![(OPT_SUBNET, vec![255, 0, 255, 0])]);
         assert!(Lease::from_ack(&bad).is_err());
         let bad = reply(ACK, vec![(OPT_ROUTER, vec![10, 0, 2])]);

@@ -102,7 +102,10 @@ pub fn bring_up(opts: &Options) -> Result<Configured, Error> {
     let result = loop {
         // Start DHCP on every candidate that has a carrier now.
         if let Ok(now) = nl.links() {
-            for l in now.iter().filter(|l| candidates.iter().any(|c| c.index == l.index)) {
+            for l in now
+                .iter()
+                .filter(|l| candidates.iter().any(|c| c.index == l.index))
+            {
                 if l.has_carrier() && started_on.insert(l.index) {
                     log::info!("network: {} has a carrier; asking for a DHCP lease", l.name);
                     let (l, tx, stop) = (l.clone(), tx.clone(), stop.clone());
@@ -182,7 +185,10 @@ fn configure(nl: &mut Netlink, c: &Configured) -> Result<(), Error> {
         }
     }
     nl.add_address(i, l.address, l.prefix)
-        .map_err(nl_err(format!("adding {}/{} to {name}", l.address, l.prefix)))?;
+        .map_err(nl_err(format!(
+            "adding {}/{} to {name}",
+            l.address, l.prefix
+        )))?;
     let route_err = |d: Ipv4Addr, p: u8| nl_err(format!("adding the route to {d}/{p} on {name}"));
     if !l.routes.is_empty() {
         for r in &l.routes {

@@ -244,7 +244,11 @@ impl Netlink {
     pub fn add_address(&mut self, index: u32, addr: Ipv4Addr, prefix: u8) -> io::Result<()> {
         let mut body = Self::ifaddr(index, addr, prefix);
         if prefix < 31 {
-            attr(&mut body, libc::IFA_BROADCAST, &broadcast(addr, prefix).octets());
+            attr(
+                &mut body,
+                libc::IFA_BROADCAST,
+                &broadcast(addr, prefix).octets(),
+            );
         }
         let flags = (libc::NLM_F_CREATE | libc::NLM_F_REPLACE) as u16;
         self.request(libc::RTM_NEWADDR, flags, &body).map(|_| ())
@@ -318,7 +322,11 @@ mod tests {
         p.extend_from_slice(&((libc::IFF_UP | libc::IFF_LOWER_UP) as u32).to_ne_bytes());
         p.extend_from_slice(&0u32.to_ne_bytes());
         attr(&mut p, libc::IFLA_IFNAME, b"ens3\0");
-        attr(&mut p, libc::IFLA_ADDRESS, &[0x52, 0x54, 0, 0x12, 0x34, 0x56]);
+        attr(
+            &mut p,
+            libc::IFLA_ADDRESS,
+            &[0x52, 0x54, 0, 0x12, 0x34, 0x56],
+        );
         let l = parse_link(&p).unwrap();
         assert_eq!(l.index, 7);
         assert_eq!(l.name, "ens3");
@@ -344,6 +352,9 @@ mod tests {
     fn lists_the_loopback_link() {
         let mut nl = Netlink::open().unwrap();
         let links = nl.links().unwrap();
-        assert!(links.iter().any(|l| l.is_loopback() && l.name == "lo"), "{links:?}");
+        assert!(
+            links.iter().any(|l| l.is_loopback() && l.name == "lo"),
+            "{links:?}"
+        );
     }
 }
