@@ -6,7 +6,8 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::time::Duration;
 
-use super::{chain, say, BootArgs, PATH, SYSROOT, WORKER_FLAG};
+use super::{say, BootArgs, PATH, SYSROOT, WORKER_FLAG};
+use crate::logging::chain;
 use crate::system::pid1::{self, Exit};
 use crate::system::switch_root;
 
@@ -108,7 +109,7 @@ fn cpu_line(before: pid1::CpuTime) -> String {
 /// The failure path: a rescue shell when the image has one (and `ember.shell` allows it),
 /// otherwise the report stays on the console for `ember.failure_timeout`; then a reboot.
 fn failure(args: &BootArgs) -> ! {
-    let shell = Path::new("/bin/sh");
+    let shell = Path::new(super::RESCUE_SHELL);
     say("the failure report is above; details in /run/ember/boot.json and /run/ember/status.json");
     if args.shell && shell.exists() {
         say("starting a rescue shell (/bin/sh); the machine reboots when it exits");

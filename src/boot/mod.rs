@@ -32,6 +32,24 @@ pub const STAMP: &str = "/etc/.ignition-result.json";
 /// PATH for the stages' programs.
 pub const PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
 
+/// The rescue shell process 1 starts after a failure, when the image has one.
+pub const RESCUE_SHELL: &str = "/bin/sh";
+
+/// What process 1 does after a failure (the report's `next:` line): a rescue shell when the
+/// image has one and `ember.shell` allows it, else a reboot after `ember.failure_timeout`.
+pub fn failure_next(args: &BootArgs) -> String {
+    if args.shell && std::path::Path::new(RESCUE_SHELL).exists() {
+        format!("starting a shell on the console ({RESCUE_SHELL}); exit it to reboot")
+    } else if args.failure_timeout.is_zero() {
+        "rebooting".to_string()
+    } else {
+        format!(
+            "rebooting in {} s (ember.failure_timeout=SECONDS on the kernel command line changes this)",
+            args.failure_timeout.as_secs()
+        )
+    }
+}
+
 /// Entry point for the `init` personality.  As process 1 it never returns.
 pub fn main(args: Vec<OsString>) -> i32 {
     if args.first().is_some_and(|a| a == WORKER_FLAG) {
@@ -59,16 +77,4 @@ pub fn say(msg: &str) {
     );
     let _ = std::io::stdout().lock().write_all(line.as_bytes());
     crate::system::pid1::kmsg(7, msg);
-}
-
-/// An error and its causes on one line.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }

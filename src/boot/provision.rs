@@ -5,10 +5,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::cmdline::{root_device, RootError};
-use super::{chain, say, BootArgs, BOOT_STATUS, MODULE_LIST, STAMP, SYSROOT};
+use super::{say, BootArgs, BOOT_STATUS, MODULE_LIST, STAMP, SYSROOT};
+use crate::logging::chain;
 use crate::providers::cmdline::redact_url;
 use crate::stages::disks::devices::{Resolver, WaitError};
 use crate::stages::engine::{self, Options, Outcome};
+use crate::stages::report::Report;
 use crate::stages::{Mode, Settings, Stage};
 use crate::system::command::Command;
 use crate::system::{kmod, mounts, net, pid1, probe, rootfs};
@@ -72,26 +74,22 @@ impl Error {
         })
     }
 
-    /// The console report (a stage failure uses the engine's report).
-    pub fn report(&self) -> String {
+    /// The failure report (`crate::stages::report`): a stage's failure as the engine reports
+    /// it, any other step's with the step as the operation and a hint where there is one.
+    pub fn to_report(&self) -> Report {
         if let Error::Stage(e) = self {
-            return e.report();
+            return e.to_report();
         }
-        let mut root = self.to_string();
-        let mut cur = std::error::Error::source(self);
-        while let Some(e) = cur {
-            root = e.to_string();
-            cur = e.source();
+        let mut r = Report::from_error("the boot failed", self);
+        if std::error::Error::source(self).is_some() {
+            r.operation = Some(self.to_string());
+            // The details say no more than the operation and the root cause together.
+            if r.details.as_deref() == Some(&format!("{self}: {}", r.root_cause)) {
+                r.details = None;
+            }
         }
-        let mut s = format!("ember: the boot failed: {root}\n  operation: {self}\n");
-        let full = chain(self);
-        if full != root {
-            s.push_str(&format!("  details:   {full}\n"));
-        }
-        if let Some(h) = self.hint() {
-            s.push_str(&format!("  hint:      {h}\n"));
-        }
-        s
+        r.hint = self.hint().map(String::from);
+        r
     }
 }
 
@@ -158,9 +156,9 @@ pub fn main() -> i32 {
     let code = match &result {
         Ok(()) => 0,
         Err(e) => {
-            log::error!("Ignition failed: {}", chain(e));
-            eprint!("{}", e.report());
-            st.error = serde_json::json!({ "message": e.to_string(), "details": chain(e) });
+            let report = e.to_report();
+            eprint!("{}", report.render(Some(&super::failure_next(&args))));
+            st.error = report.to_json();
             1
         }
     };
@@ -381,4 +379,49 @@ fn provision(args: &BootArgs, device: &Path, st: &mut Status) -> Result<(), Erro
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boot_step_reports() {
+        let e = Error::RootWait(WaitError::Timeout {
+            path: "/dev/disk/by-label/root".into(),
+            timeout: Duration::from_secs(60),
+        });
+        let next = "rebooting in 300 s";
+        assert_eq!(
+            e.to_report().render(Some(next)),
+            "ember: the boot failed: device /dev/disk/by-label/root did not appear within 60 s\n\
+             \x20 operation: waiting for the root device\n\
+             \x20 hint:      check root= against the devices (ls /dev/disk/by-* in the rescue \
+             shell), the kernel modules for the disk controller, or raise ember.root_timeout=\n\
+             \x20 next:      rebooting in 300 s\n"
+        );
+        // Without a cause, the step is the root cause and is not repeated.
+        let r = Error::NoPlatform.to_report().render(None);
+        assert_eq!(
+            r,
+            "ember: the boot failed: the kernel command line has no ignition.platform.id\n\
+             \x20 hint:      add ignition.platform.id=<platform> (qemu, metal, aws, gcp, ...) to \
+             the kernel command line\n"
+        );
+        let j = Error::Root(RootError::Missing).to_report().to_json();
+        assert_eq!(j["rootCause"], "the kernel command line has no root=");
+        assert!(j["hint"].as_str().unwrap().starts_with("add root=<device>"));
+    }
+
+    #[test]
+    fn what_happens_after_a_failure() {
+        let mut a = BootArgs::parse("");
+        a.shell = false;
+        assert_eq!(
+            super::super::failure_next(&a),
+            "rebooting in 300 s (ember.failure_timeout=SECONDS on the kernel command line changes this)"
+        );
+        a.failure_timeout = Duration::ZERO;
+        assert_eq!(super::super::failure_next(&a), "rebooting");
+    }
 }

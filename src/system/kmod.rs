@@ -575,7 +575,7 @@ pub fn modprobe_main(args: &[String]) -> i32 {
         Ok(db) => db,
         Err(e) => {
             if !quiet {
-                eprintln!("modprobe: {}", chain(&e));
+                eprintln!("modprobe: {}", crate::logging::chain(&e));
             }
             return 1;
         }
@@ -584,23 +584,12 @@ pub fn modprobe_main(args: &[String]) -> i32 {
     for m in mods {
         if let Err(e) = db.load(&m, &params) {
             if !quiet {
-                eprintln!("modprobe: {}", chain(&e));
+                eprintln!("modprobe: {}", crate::logging::chain(&e));
             }
             code = 1;
         }
     }
     code
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]
