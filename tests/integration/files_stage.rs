@@ -1081,6 +1081,55 @@ fn a_hash_mismatch_leaves_nothing_behind() {
     assert_eq!(snapshot(root), before, "no file, no temporary file");
     assert!(temp_files(root).is_empty());
 
+    // Remote sources up to 1 MiB are fetched and checked before the first write, so a bad
+    // one deep in the tree also keeps the files of shallower levels from being written.
+    let cfg = parse(v36(json!({"storage": {"files": [
+        {"path": "/hostname", "contents": {"source": "data:,shallow"}},
+        {"path": "/srv/app/deep/payload", "contents": {"source": server.url("/blob"), "verification": {"hash": wrong}}},
+    ]}})));
+    let f = Env::new().run_err(root, &cfg);
+    assert_eq!(
+        f.path.as_ref().unwrap().to_string(),
+        "$.storage.files.1.contents"
+    );
+    assert_eq!(snapshot(root), before, "nothing at any depth");
+
+    // A small source is fetched once, ahead; a source over 1 MiB is given up after 1 MiB
+    // ahead and fetched again while writing; both land whole.
+    let big: Vec<u8> = (0..(3u32 << 19)).map(|i| (i % 251) as u8).collect();
+    let big_hash = {
+        use sha2::Digest;
+        hex(&sha2::Sha512::digest(&big))
+    };
+    let served = big.clone();
+    let server2 = HttpServer::start(move |r, w| match r.path() {
+        "/big" => respond(w, 200, &[], &served),
+        _ => respond(w, 200, &[], b"small"),
+    });
+    let cfg = parse(v36(json!({"storage": {"files": [
+        {"path": "/opt/a/big", "contents": {"source": server2.url("/big"), "verification": {"hash": format!("sha512-{big_hash}")}}},
+        {"path": "/opt/small", "contents": {"source": server2.url("/small")}, "append": [{"source": server2.url("/small")}]},
+    ]}})));
+    Env::new().run_ok(root, &cfg);
+    assert_eq!(fs::read(root.join("opt/a/big")).unwrap(), big);
+    assert_eq!(read(root.join("opt/small")), "smallsmall");
+    let paths: Vec<String> = server2
+        .requests()
+        .iter()
+        .map(|r| r.path().to_string())
+        .collect();
+    assert_eq!(
+        paths.iter().filter(|p| *p == "/small").count(),
+        2,
+        "{paths:?}"
+    );
+    assert_eq!(
+        paths.iter().filter(|p| *p == "/big").count(),
+        2,
+        "{paths:?}"
+    );
+    fs::remove_dir_all(root.join("opt")).unwrap();
+
     // An append to an existing file with a bad hash leaves the file as it was.
     fs::write(root.join("etc/motd"), "hi\n").unwrap();
     let before = snapshot(root);

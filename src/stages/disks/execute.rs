@@ -298,7 +298,11 @@ impl Executor<'_, '_> {
                         source,
                     })
                 })?;
-                log::info!("filesystem on {}: {a:?}", f.device);
+                let decided = FilesystemPlan {
+                    action: a.clone(),
+                    ..f.clone()
+                };
+                log::info!("decided now that the device exists: {decided}");
                 a
             } else {
                 f.action.clone()

@@ -164,9 +164,84 @@ impl Entry<'_> {
 #[derive(Debug, Default)]
 pub struct Plan<'c> {
     entries: Vec<Entry<'c>>,
+    /// Remote contents fetched and verified before anything is written, by the address of
+    /// their resource in the config (see [`Plan::prefetch`]).
+    prefetched: Prefetched,
 }
 
+/// Fetched contents by the address of their [`Resource`] in the config.
+type Prefetched = HashMap<usize, Vec<u8>>;
+
+fn key(r: &Resource) -> usize {
+    r as *const Resource as usize
+}
+
+/// A remote source up to this size is fetched and verified before the first write.
+pub const PREFETCH_ITEM_MAX: u64 = 1 << 20;
+/// All of them together at most this much.
+pub const PREFETCH_TOTAL_MAX: u64 = 32 << 20;
+
 impl Plan<'_> {
+    /// Fetches the remote sources (contents and appends) of the planned files that are at most
+    /// [`PREFETCH_ITEM_MAX`] bytes, up to [`PREFETCH_TOTAL_MAX`] in all, and verifies their
+    /// hashes, so that a missing or wrong remote file stops the stage before its first write.
+    /// What is larger is fetched while writing, as before.
+    pub fn prefetch(&mut self, fetcher: &Fetcher) -> Result<(), Failure> {
+        let mut items = Vec::new();
+        for e in &self.entries {
+            let Kind::File(f) = e.kind else { continue };
+            let jp = e.json_path();
+            let sources = std::iter::once((&f.contents, resource_path(&jp, "contents", None)))
+                .chain(
+                    f.append
+                        .iter()
+                        .enumerate()
+                        .map(|(k, a)| (a, resource_path(&jp, "append", Some(k)))),
+                );
+            for (r, at) in sources {
+                let Some(res) = fetch_resource(r) else {
+                    continue;
+                };
+                if res.source.is_empty() || res.source.starts_with("data:") {
+                    continue;
+                }
+                items.push((key(r), res, at, e.describe()));
+            }
+        }
+        if items.is_empty() {
+            return Ok(());
+        }
+        let left = std::sync::atomic::AtomicU64::new(PREFETCH_TOTAL_MAX);
+        let results = fetcher.fetch_many(items, |f, (k, res, at, desc)| {
+            let max = PREFETCH_ITEM_MAX.min(left.load(Ordering::Relaxed));
+            let r = match f.fetch_bytes(&res, max) {
+                Ok(Some(data)) => {
+                    let n = data.len() as u64;
+                    let _ = left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| {
+                        Some(l.saturating_sub(n))
+                    });
+                    Ok(Some((k, data)))
+                }
+                // Too large to keep: fetched while writing.
+                Err(fetch::Error::TooLarge { .. }) => Ok(None),
+                // Not found: fetched again for the fetcher's own error.
+                Ok(None) => f.fetch_to(&res, &mut io::sink()).map(|_| None),
+                Err(e) => Err(e),
+            };
+            r.map_err(|x| failure(desc, Some(at), Error::Fetch(x)))
+        });
+        for r in results {
+            if let Some((k, data)) = r? {
+                self.prefetched.insert(k, data);
+            }
+        }
+        log::debug!(
+            "{} remote sources fetched before writing",
+            self.prefetched.len()
+        );
+        Ok(())
+    }
+
     /// The plan, one line per entry, in the order the entries are written.
     pub fn lines(&self) -> Vec<super::PlanLine> {
         self.entries.iter().map(Entry::plan_line).collect()
@@ -620,7 +695,10 @@ pub fn plan<'c>(
         entries.into_iter().partition(|e| !e.kind.is_hard_link());
     order.sort_by_key(|e| e.depth);
     order.extend(hard);
-    Ok(Plan { entries: order })
+    Ok(Plan {
+        entries: order,
+        prefetched: Prefetched::new(),
+    })
 }
 
 /// Writes the planned entries, depth by depth, hard links last.
@@ -641,7 +719,7 @@ pub fn apply(
             .resolve_group(e.group)
             .map_err(|x| failure("looking up the group", Some(jp.key("group")), x))?;
     }
-    let entries = plan.entries;
+    let (entries, pre) = (plan.entries, plan.prefetched);
     if entries.is_empty() {
         return Ok(());
     }
@@ -659,7 +737,7 @@ pub fn apply(
         {
             end += 1;
         }
-        run_level(root, &entries[start..end], fetcher, ops, &mut synced)?;
+        run_level(root, &entries[start..end], fetcher, &pre, ops, &mut synced)?;
         start = end;
     }
     // Directories, links and renames become durable with one sync per filesystem.
@@ -752,6 +830,7 @@ fn run_level<'a, 'c, 'o>(
     root: &Root,
     level: &'a [Entry<'c>],
     fetcher: &Fetcher,
+    pre: &Prefetched,
     ops: &'o OpLog,
     synced: &mut Synced,
 ) -> Result<(), Failure> {
@@ -789,7 +868,7 @@ fn run_level<'a, 'c, 'o>(
     let n = workers(groups.len(), level.len());
     if n <= 1 {
         for g in &groups {
-            let (p, r) = run_group(root, g, fetcher, ops);
+            let (p, r) = run_group(root, g, fetcher, pre, ops);
             pending.push(p);
             if let Err(f) = r {
                 failed = Some(f);
@@ -807,7 +886,7 @@ fn run_level<'a, 'c, 'o>(
                     while !stop.load(Ordering::Relaxed) {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(g) = groups.get(i) else { break };
-                        let (p, r) = run_group(root, g, fetcher, ops);
+                        let (p, r) = run_group(root, g, fetcher, pre, ops);
                         if let Ok(mut v) = out.lock() {
                             v.push(p);
                         }
@@ -904,6 +983,7 @@ fn run_group<'a, 'c, 'o>(
     root: &Root,
     g: &Group<'a, 'c>,
     fetcher: &Fetcher,
+    pre: &Prefetched,
     ops: &'o OpLog,
 ) -> (Pending<'a, 'c, 'o>, Result<(), Failure>) {
     let mut p = Pending {
@@ -916,7 +996,7 @@ fn run_group<'a, 'c, 'o>(
         let op = ops.start(&desc);
         let r = match e.kind {
             Kind::Dir(d) => write_dir(root, e, d).map(|()| None),
-            Kind::File(f) => write_file(root, e, f, fetcher, g.parent, &mut p.dir),
+            Kind::File(f) => write_file(root, e, f, fetcher, pre, g.parent, &mut p.dir),
             Kind::Link(l) => write_link(root, e, l).map(|made| {
                 if made && l.hard != Some(true) {
                     p.links.push(e);
@@ -1022,6 +1102,7 @@ fn write_file(
     e: &Entry,
     f: &File,
     fetcher: &Fetcher,
+    pre: &Prefetched,
     parent: &Path,
     dir: &mut Option<DirHandle>,
 ) -> Result<Option<Staged>, Error> {
@@ -1050,7 +1131,10 @@ fn write_file(
         let mode = mode_of(f.mode).unwrap_or(0o644);
         let fill = |file: &mut std::fs::File| -> io::Result<u64> {
             let mut size = 0;
-            if let Some(res) = fetch_resource(&f.contents) {
+            if let Some(data) = pre.get(&key(&f.contents)) {
+                file.write_all(data)?;
+                size += data.len() as u64;
+            } else if let Some(res) = fetch_resource(&f.contents) {
                 if f.append.is_empty() {
                     return fetch_into(fetcher, &res, file);
                 }
@@ -1059,7 +1143,10 @@ fn write_file(
                 size += fetch_append(fetcher, &res, file)?;
             }
             for a in &f.append {
-                if let Some(res) = fetch_resource(a) {
+                if let Some(data) = pre.get(&key(a)) {
+                    file.write_all(data)?;
+                    size += data.len() as u64;
+                } else if let Some(res) = fetch_resource(a) {
                     size += fetch_append(fetcher, &res, file)?;
                 }
             }
@@ -1070,12 +1157,20 @@ fn write_file(
         return Ok(Some(staged));
     }
     // An existing regular file without new contents: appends and permissions only.
-    let fetched: Vec<fetch::Resource> = f.append.iter().filter_map(fetch_resource).collect();
+    let fetched: Vec<(&Resource, fetch::Resource)> = f
+        .append
+        .iter()
+        .filter_map(|a| fetch_resource(a).map(|res| (a, res)))
+        .collect();
     if !fetched.is_empty() {
         let dir = path.parent().unwrap_or(Path::new("/"));
         let mut tmp = root.temp_file_in(dir)?;
-        for res in &fetched {
-            fetch_append(fetcher, res, &mut tmp).map_err(|source| {
+        for (a, res) in &fetched {
+            let r = match pre.get(&key(a)) {
+                Some(data) => tmp.write_all(data).map(|()| data.len() as u64),
+                None => fetch_append(fetcher, res, &mut tmp),
+            };
+            r.map_err(|source| {
                 Error::Fs(rootfs::Error::Fill {
                     op: "appending to",
                     path: path.display().to_string(),

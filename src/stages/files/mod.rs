@@ -315,7 +315,8 @@ pub fn run(ctx: &mut Context) -> Result<(), Failure> {
         users::Plan::default()
     };
     let mut owners = owners::Owners::new(&root);
-    let entries_plan = entries::plan(&root, cfg, ctx.fetcher, &mut owners, &users_plan)?;
+    let mut entries_plan = entries::plan(&root, cfg, ctx.fetcher, &mut owners, &users_plan)?;
+    entries_plan.prefetch(ctx.fetcher)?;
     let units_plan = units::plan(&root, cfg)?;
     let luks_plan = if do_luks && ctx.settings.mode == Mode::Boot {
         luks::plan(cfg, ctx.state)?
