@@ -1,6 +1,7 @@
 //! Ember: an early-boot provisioning engine that reads CoreOS Ignition configs.
 //!
 //! See `docs/architecture.md` for how the modules fit together.
+pub mod boot;
 pub mod cli;
 pub mod config;
 pub mod fetch;

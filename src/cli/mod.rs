@@ -6,6 +6,8 @@
 //! | `ignition-apply`     | Ignition's apply tool (only inside a container) |
 //! | `ignition-rmcfg`     | Ignition's config deletion for the platform  |
 //! | `ignition-validate`  | Ignition's validator (same flags, output, exit codes) |
+//! | `init` (or process 1 without arguments) | the initramfs's init ([`crate::boot`]) |
+//! | `modprobe`           | a kmod-free module loader ([`crate::system::kmod`]) |
 //! | anything else        | Ember's own command line (`ember help`)      |
 //!
 //! Only these exact names switch personality: a binary under any other name (`ember`,
@@ -57,6 +59,10 @@ pub fn main() -> i32 {
         "ignition" => ignition::main(&argv0, &to_strings(&rest)),
         "ignition-apply" => ignition::apply_main(&argv0, rest),
         "ignition-rmcfg" => ignition::rmcfg_main(&argv0, &to_strings(&rest)),
+        // The minimal initramfs: Ember is /init, and /sbin/modprobe for the kernel's requests.
+        "init" => crate::boot::main(rest),
+        _ if std::process::id() == 1 && rest.is_empty() => crate::boot::main(rest),
+        "modprobe" => crate::system::kmod::modprobe_main(&to_strings(&rest)),
         _ => ember_main(rest),
     }
 }

@@ -3,8 +3,11 @@ pub mod blockdev;
 pub mod command;
 pub mod devnames;
 pub mod gpt;
+pub mod kmod;
 pub mod loopdev;
 pub mod mounts;
+pub mod net;
+pub mod pid1;
 pub mod probe;
 
 /// Fills `buf` with random bytes from getrandom(2) (the syscall, so it works in a static
@@ -32,3 +35,4 @@ pub(crate) fn random_bytes(buf: &mut [u8]) {
 }
 pub mod passwd;
 pub mod rootfs;
+pub mod switch_root;

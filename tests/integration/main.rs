@@ -8,6 +8,7 @@ mod failure_report;
 mod fetch;
 mod files_stage;
 mod harness;
+mod initramfs;
 mod lint_cli;
 mod lint_support;
 mod passwd;
@@ -17,3 +18,9 @@ mod rootfs;
 mod runner;
 mod secrets;
 mod status;
+// The QEMU boot tests live in qemu-tests/ (their harness, scenarios, kernel script and test
+// init); they are part of this one test binary.
+#[path = "../../qemu-tests/harness.rs"]
+mod qemu_harness;
+#[path = "../../qemu-tests/scenarios.rs"]
+mod qemu_scenarios;

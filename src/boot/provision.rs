@@ -1,0 +1,427 @@
+//! The work process of the boot: modules, the first-boot decision, Ignition's stages in
+//! process, and the root filesystem on `/sysroot`.  Exit code 0 means "ready to switch".
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::cmdline::{root_device, RootError};
+use super::{say, BootArgs, BOOT_STATUS, MODULE_LIST, STAMP, SYSROOT};
+use crate::logging::chain;
+use crate::providers::cmdline::redact_url;
+use crate::stages::disks::devices::{Resolver, WaitError};
+use crate::stages::engine::{self, Options, Outcome};
+use crate::stages::report::Report;
+use crate::stages::{Mode, Settings, Stage};
+use crate::system::command::Command;
+use crate::system::{kmod, mounts, net, pid1, probe, rootfs};
+
+/// How long a missing root device is waited for before deciding that it does not exist yet
+/// (and so that this is the first boot, whose config creates it).
+pub const ROOT_PROBE_WAIT: Duration = Duration::from_secs(5);
+
+/// How many kernel modules are loaded at once (see `kmod::ModuleDb::coldplug`).
+const MODULE_THREADS: usize = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the kernel command line has no ignition.platform.id")]
+    NoPlatform,
+    #[error(transparent)]
+    Root(#[from] RootError),
+    #[error("waiting for the root device")]
+    RootWait(#[source] WaitError),
+    #[error("cannot tell the filesystem type of {0}")]
+    RootType(PathBuf),
+    #[error("probing {device}")]
+    Probe {
+        device: PathBuf,
+        #[source]
+        source: probe::Error,
+    },
+    #[error("creating {SYSROOT}")]
+    Sysroot(#[source] std::io::Error),
+    #[error("mounting the root filesystem")]
+    RootMount(#[source] mounts::Error),
+    #[error("unmounting the root filesystem")]
+    RootUmount(#[source] mounts::Error),
+    #[error("looking for the provisioning stamp {STAMP}")]
+    Stamp(#[source] rootfs::Error),
+    #[error("bringing up the network")]
+    Network(#[source] net::Error),
+    #[error(transparent)]
+    Stage(#[from] engine::Error),
+}
+
+impl Error {
+    fn hint(&self) -> Option<&'static str> {
+        Some(match self {
+            Error::NoPlatform => {
+                "add ignition.platform.id=<platform> (qemu, metal, aws, gcp, ...) to the kernel command line"
+            }
+            Error::Root(RootError::Missing) => {
+                "add root=<device> (a /dev path, LABEL=, UUID=, PARTUUID= or PARTLABEL=) to the kernel command line"
+            }
+            Error::RootWait(_) => {
+                "check root= against the devices (ls /dev/disk/by-* in the rescue shell), the \
+                 kernel modules for the disk controller, or raise ember.root_timeout="
+            }
+            Error::RootType(_) => "set rootfstype= on the kernel command line",
+            Error::Network(_) => {
+                "check that the machine has a NIC with a DHCP server behind it; ember.netif= \
+                 picks the interface, ember.net_timeout= the time allowed"
+            }
+            _ => return None,
+        })
+    }
+
+    /// The failure report (`crate::stages::report`): a stage's failure as the engine reports
+    /// it, any other step's with the step as the operation and a hint where there is one.
+    pub fn to_report(&self) -> Report {
+        if let Error::Stage(e) = self {
+            return e.to_report();
+        }
+        let mut r = Report::from_error("the boot failed", self);
+        if std::error::Error::source(self).is_some() {
+            r.operation = Some(self.to_string());
+            // The details say no more than the operation and the root cause together.
+            if r.details.as_deref() == Some(&format!("{self}: {}", r.root_cause)) {
+                r.details = None;
+            }
+        }
+        r.hint = self.hint().map(String::from);
+        r
+    }
+}
+
+/// The boot's status file (`/run/ember/boot.json`).
+#[derive(Default)]
+struct Status {
+    phases: Vec<serde_json::Value>,
+    first_boot: Option<bool>,
+    reason: String,
+    network: serde_json::Value,
+    error: serde_json::Value,
+}
+
+impl Status {
+    /// Runs `f` as a named phase: a milestone before and after, its time recorded.
+    fn phase<T, E>(&mut self, name: &str, f: impl FnOnce() -> Result<T, E>) -> Result<T, E> {
+        let start = pid1::uptime();
+        let clock = Instant::now();
+        say(&format!("{name}: started"));
+        let out = f();
+        let took = clock.elapsed();
+        let how = if out.is_ok() { "done" } else { "failed" };
+        say(&format!("{name}: {how} in {:.3} s", took.as_secs_f64()));
+        self.phases.push(serde_json::json!({
+            "name": name,
+            "startMs": start.as_millis() as u64,
+            "durationMs": took.as_millis() as u64,
+            "ok": out.is_ok(),
+        }));
+        out
+    }
+
+    fn write(&self) {
+        let (own, programs) = (pid1::cpu_time(false), pid1::cpu_time(true));
+        let doc = serde_json::json!({
+            "firstBoot": self.first_boot,
+            "firstBootReason": self.reason,
+            "phases": self.phases,
+            "network": self.network,
+            "error": self.error,
+            // This process's own CPU time, and that of the programs it ran (mkfs, ...).
+            "cpu": {
+                "userMs": own.user.as_millis() as u64,
+                "systemMs": own.system.as_millis() as u64,
+                "programsMs": programs.total().as_millis() as u64,
+            },
+        });
+        let path = Path::new(BOOT_STATUS);
+        if let Some(d) = path.parent() {
+            let _ = std::fs::create_dir_all(d);
+        }
+        if let Err(e) = std::fs::write(path, doc.to_string()) {
+            log::warn!("writing {BOOT_STATUS}: {e}");
+        }
+    }
+}
+
+/// The work process: returns 0 when the root is mounted on /sysroot and ready.
+pub fn main() -> i32 {
+    crate::logging::init(crate::logging::Target::Stdout);
+    let args = BootArgs::from_system();
+    let mut st = Status::default();
+    let result = run(&args, &mut st);
+    let code = match &result {
+        Ok(()) => 0,
+        Err(e) => {
+            let report = e.to_report();
+            eprint!("{}", report.render(Some(&super::failure_next(&args))));
+            st.error = report.to_json();
+            1
+        }
+    };
+    st.write();
+    code
+}
+
+fn run(args: &BootArgs, st: &mut Status) -> Result<(), Error> {
+    st.phase("loading kernel modules", || {
+        load_modules(args);
+        Ok::<(), Error>(())
+    })?;
+    let device = root_device(args.root.as_deref())?;
+    let (first, reason) = match args.firstboot {
+        Some(b) => (b, format!("ignition.firstboot is {b}")),
+        None => match provisioned(args, &device)? {
+            None => (
+                true,
+                format!("the root device {} does not exist yet", device.display()),
+            ),
+            Some(false) => (true, format!("the root filesystem has no {STAMP}")),
+            Some(true) => (false, format!("the root filesystem has {STAMP}")),
+        },
+    };
+    st.first_boot = Some(first);
+    st.reason = reason.clone();
+    if first {
+        say(&format!("first boot ({reason}): provisioning"));
+        provision(args, &device, st)?;
+    } else {
+        say(&format!("not the first boot ({reason}): no provisioning"));
+    }
+    st.phase("mounting the root filesystem", || {
+        mount_root(args, &device, args.read_only)
+    })?;
+    // The config cache holds secrets (password hashes, file contents) and nothing after the
+    // switch reads it.
+    let _ = std::fs::remove_file(engine::DEFAULT_CONFIG_CACHE);
+    Ok(())
+}
+
+/// Loads the drivers of the hardware that is there, as udev's coldplug would
+/// (`kmod::ModuleDb::coldplug`: the modules whose aliases match a device's modalias in
+/// sysfs, again as loading them reveals new devices), plus the image's own list and
+/// `ember.modules=`, loaded whatever the hardware.  A module that
+/// is missing or finds no device is logged, not fatal (the image serves many machines).
+fn load_modules(args: &BootArgs) {
+    let mut wanted: Vec<String> = std::fs::read_to_string(MODULE_LIST)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    wanted.extend(args.modules.iter().cloned());
+    let dir = kmod::running_dir();
+    let db = match kmod::ModuleDb::open(&dir) {
+        Ok(db) => db,
+        Err(e) => {
+            log::warn!(
+                "cannot load kernel modules: {} (was the initramfs built for kernel {}?)",
+                chain(&e),
+                kmod::kernel_release()
+            );
+            return;
+        }
+    };
+    let mut inserted = Vec::new();
+    let mut absent = Vec::new();
+    for (n, r) in db.coldplug(Path::new("/sys"), &wanted, MODULE_THREADS) {
+        match r {
+            Ok(kmod::Loaded::Inserted(m)) => inserted.extend(m),
+            Ok(kmod::Loaded::Present) => {}
+            Err(kmod::Error::NotFound(_)) => log::warn!("kernel module {n} is not in the image"),
+            Err(kmod::Error::Load { source, .. })
+                if source.raw_os_error() == Some(libc::ENODEV) =>
+            {
+                absent.push(n)
+            }
+            Err(e) => log::warn!("kernel module {n}: {}", chain(&e)),
+        }
+    }
+    inserted.sort();
+    log::info!(
+        "loaded {} kernel modules: {}",
+        inserted.len(),
+        inserted.join(" ")
+    );
+    if !absent.is_empty() {
+        log::info!("no device here for: {}", absent.join(", "));
+    }
+}
+
+/// Whether the root filesystem carries the stamp; `None` when the device does not exist.
+fn provisioned(args: &BootArgs, device: &Path) -> Result<Option<bool>, Error> {
+    let wait = ROOT_PROBE_WAIT.min(args.root_timeout);
+    let node = match find_root(device, wait) {
+        Ok(n) => n,
+        Err(Error::RootWait(WaitError::Timeout { .. })) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    if let Err(e) = mount_node(args, &node, true) {
+        log::warn!(
+            "cannot mount {} to look for {STAMP} ({}): treating it as unprovisioned",
+            node.display(),
+            chain(&e)
+        );
+        return Ok(Some(false));
+    }
+    let found = rootfs::Root::open(SYSROOT)
+        .and_then(|r| r.lstat(STAMP))
+        .map(|s| s.is_some());
+    mounts::umount(Path::new(SYSROOT)).map_err(Error::RootUmount)?;
+    Ok(Some(found.map_err(Error::Stamp)?))
+}
+
+/// The kernel node of the root device, waited for at most `wait`.
+fn find_root(device: &Path, wait: Duration) -> Result<PathBuf, Error> {
+    let dev = device.to_string_lossy().into_owned();
+    let mut r = Resolver::new(Path::new("/dev"));
+    if dev.starts_with("/dev/md") && matches!(r.find(&dev), Ok(None)) {
+        // An md root of an earlier boot is not assembled yet (no udev does it here).
+        if let Err(e) = Command::new("mdadm").args(["--assemble", "--scan"]).run() {
+            log::info!("assembling md arrays: {e}");
+        }
+        r.refresh();
+    }
+    r.wait_nodes(&[dev.as_str()], wait)
+        .map_err(Error::RootWait)
+        .map(|mut v| v.remove(0))
+}
+
+/// Mounts the root device on /sysroot (unmounting whatever is there first).
+fn mount_root(args: &BootArgs, device: &Path, read_only: bool) -> Result<(), Error> {
+    if mounts::is_mount_point(Path::new(SYSROOT)).unwrap_or(false) {
+        mounts::umount(Path::new(SYSROOT)).map_err(Error::RootUmount)?;
+    }
+    let node = find_root(device, args.root_timeout)?;
+    mount_node(args, &node, read_only)
+}
+
+fn mount_node(args: &BootArgs, node: &Path, read_only: bool) -> Result<(), Error> {
+    let fstype = match &args.rootfstype {
+        Some(t) => t.clone(),
+        None => match probe::probe_path(node) {
+            Ok(Some(sig)) if sig.usage == probe::Usage::Filesystem => sig.fs_type,
+            Ok(_) => return Err(Error::RootType(node.to_owned())),
+            Err(source) => {
+                return Err(Error::Probe {
+                    device: node.to_owned(),
+                    source,
+                })
+            }
+        },
+    };
+    std::fs::create_dir_all(SYSROOT).map_err(Error::Sysroot)?;
+    let opts = args.root_options(read_only);
+    log::info!(
+        "mounting {} ({fstype}, {}) on {SYSROOT}",
+        node.display(),
+        opts.join(",")
+    );
+    mounts::mount(node, Path::new(SYSROOT), &fstype, &opts).map_err(Error::RootMount)
+}
+
+/// Runs one stage in process, as `ignition --stage S --root /sysroot` would.
+fn stage(st: &mut Status, settings: &Settings, s: Stage) -> Result<Outcome, Error> {
+    let mut o = Options::new(s, settings.clone());
+    o.root = PathBuf::from(SYSROOT);
+    Ok(st.phase(&format!("stage {s}"), || engine::run(&o))?)
+}
+
+/// Ignition's order: fetch-offline, (network and fetch when needed), kargs, disks, the root
+/// on /sysroot read-write, mount, files, umount.
+fn provision(args: &BootArgs, device: &Path, st: &mut Status) -> Result<(), Error> {
+    let platform = args.platform.clone().ok_or(Error::NoPlatform)?;
+    let settings = Settings::new(platform, Mode::Boot);
+    if let Some(u) = &args.config_url {
+        say(&format!(
+            "config named on the kernel command line: {}",
+            redact_url(u)
+        ));
+    }
+    let mut network = None;
+    if stage(st, &settings, Stage::FetchOffline)? == Outcome::NeedNet {
+        let opts = net::Options {
+            interface: args.netif.clone(),
+            timeout: args.net_timeout,
+        };
+        let c = st
+            .phase("network (DHCP)", || net::bring_up(&opts))
+            .map_err(Error::Network)?;
+        if let Err(e) = std::fs::write("/etc/resolv.conf", net::resolv_conf(&c.lease)) {
+            log::warn!("writing /etc/resolv.conf: {e}");
+        }
+        st.network = serde_json::json!({
+            "interface": c.interface,
+            "address": format!("{}/{}", c.lease.address, c.lease.prefix),
+            "server": c.lease.server.to_string(),
+        });
+        network = Some(c);
+        // As ignition-fetch.service: only when fetch-offline could not write the cache.
+        if !Path::new(engine::DEFAULT_CONFIG_CACHE).exists() {
+            stage(st, &settings, Stage::Fetch)?;
+        }
+    }
+    stage(st, &settings, Stage::Kargs)?;
+    stage(st, &settings, Stage::Disks)?;
+    st.phase("mounting the root filesystem read-write", || {
+        mount_root(args, device, false)
+    })?;
+    let body = stage(st, &settings, Stage::Mount).and_then(|_| stage(st, &settings, Stage::Files));
+    let umount = stage(st, &settings, Stage::Umount);
+    body?;
+    umount?;
+    if let Some(c) = &network {
+        if let Err(e) = net::tear_down(c) {
+            log::warn!("taking the network down: {}", chain(&e));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn boot_step_reports() {
+        let e = Error::RootWait(WaitError::Timeout {
+            path: "/dev/disk/by-label/root".into(),
+            timeout: Duration::from_secs(60),
+        });
+        let next = "rebooting in 300 s";
+        assert_eq!(
+            e.to_report().render(Some(next)),
+            "ember: the boot failed: device /dev/disk/by-label/root did not appear within 60 s\n\
+             \x20 operation: waiting for the root device\n\
+             \x20 hint:      check root= against the devices (ls /dev/disk/by-* in the rescue \
+             shell), the kernel modules for the disk controller, or raise ember.root_timeout=\n\
+             \x20 next:      rebooting in 300 s\n"
+        );
+        // Without a cause, the step is the root cause and is not repeated.
+        let r = Error::NoPlatform.to_report().render(None);
+        assert_eq!(
+            r,
+            "ember: the boot failed: the kernel command line has no ignition.platform.id\n\
+             \x20 hint:      add ignition.platform.id=<platform> (qemu, metal, aws, gcp, ...) to \
+             the kernel command line\n"
+        );
+        let j = Error::Root(RootError::Missing).to_report().to_json();
+        assert_eq!(j["rootCause"], "the kernel command line has no root=");
+        assert!(j["hint"].as_str().unwrap().starts_with("add root=<device>"));
+    }
+
+    #[test]
+    fn what_happens_after_a_failure() {
+        let mut a = BootArgs::parse("");
+        a.shell = false;
+        assert_eq!(
+            super::super::failure_next(&a),
+            "rebooting in 300 s (ember.failure_timeout=SECONDS on the kernel command line changes this)"
+        );
+        a.failure_timeout = Duration::ZERO;
+        assert_eq!(super::super::failure_next(&a), "rebooting");
+    }
+}
