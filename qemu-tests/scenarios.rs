@@ -17,29 +17,21 @@ use crate::qemu_harness::{self as qh, Boot, HostDisk, TestRoot, BOOT_TIMEOUT};
 /// immediate reboot on failure (QEMU then exits: `-no-reboot`).
 const APPEND: &str = "ignition.platform.id=qemu root=LABEL=root ember.failure_timeout=0";
 
-/// What the test init shows for the demo config.
-const DEMO_SHOW: &[&str] = &[
-    "/etc/hostname",
-    "/etc/motd",
-    "/etc/localtime",
-    "/etc/passwd",
-    "/etc/group",
-    "/home/core/.ssh/authorized_keys.d/ignition",
-    "/etc/systemd/system/hello.service",
-    "/etc/systemd/system-preset/20-ignition.preset",
-    "/var/lib/data",
-    "/var/lib/data/hello.txt",
-    "/srv/www/index.html",
-    "/run/ember/boot.json",
-    "/run/ignition.json",
-    "/init",
-];
-
+/// The demo root (shared with `scripts/qemu-demo.sh`): what its init shows, and the
+/// filesystems it mounts first.
 fn demo_root() -> TestRoot {
-    TestRoot::new()
-        .show(DEMO_SHOW)
-        .mount("data", "ext4", "/var/lib/data")
-        .mount("srv", "xfs", "/srv")
+    let mut r = TestRoot::new().show(
+        &include_str!("demo-show")
+            .lines()
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>(),
+    );
+    for l in include_str!("demo-mounts").lines() {
+        if let [label, fstype, dir] = l.split_whitespace().collect::<Vec<_>>()[..] {
+            r = r.mount(label, fstype, dir);
+        }
+    }
+    r
 }
 
 /// Prints a boot's timings and appends them to `target/qemu-tests/timings.log`.

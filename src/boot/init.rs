@@ -11,6 +11,9 @@ use crate::system::pid1::{self, Exit};
 use crate::system::switch_root;
 
 pub fn main(args: Vec<OsString>) -> ! {
+    // Process 1 was the kernel's init thread until the exec of /init: the CPU time of the
+    // kernel's own start-up is on its account already.
+    let before = pid1::cpu_time(false);
     // What the kernel gave init, handed on unchanged to the real init.
     let env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
     let mounted = pid1::mount_api_filesystems();
@@ -41,7 +44,7 @@ pub fn main(args: Vec<OsString>) -> ! {
     };
     match exit {
         Exit::Code(0) => {
-            say(&cpu_line());
+            say(&cpu_line(before));
             say(&format!(
                 "switching to the new root: exec {} in {SYSROOT}",
                 bargs.init.display()
@@ -57,25 +60,48 @@ pub fn main(args: Vec<OsString>) -> ! {
     failure(&bargs)
 }
 
-/// Ember's CPU time (process 1 and the boot process, from getrusage) and that of the
-/// programs the boot process ran, as one console line.  The boot process's own share comes
-/// from its status file: the kernel only reports it added to its children's.
-fn cpu_line() -> String {
-    let own = pid1::cpu_time(false);
+/// Ember's CPU time (process 1 and the boot process, user and system, from getrusage) and
+/// that of the programs the boot process ran, as one console line.  The boot process's own
+/// share comes from its status file: the kernel only reports it added to its children's.
+/// System time includes the kernel's work for Ember: loading modules, probing devices.
+fn cpu_line(before: pid1::CpuTime) -> String {
+    let now = pid1::cpu_time(false);
+    let own = pid1::CpuTime {
+        user: now.user.saturating_sub(before.user),
+        system: now.system.saturating_sub(before.system),
+    };
     let descendants = pid1::cpu_time(true);
-    let worker = std::fs::read(super::BOOT_STATUS)
+    let status = std::fs::read(super::BOOT_STATUS)
         .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v["cpu"]["selfMs"].as_u64())
-        .map(Duration::from_millis)
-        .unwrap_or(descendants)
-        .min(descendants);
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+    let ms = |key: &str| {
+        status
+            .as_ref()
+            .and_then(|v| v["cpu"][key].as_u64())
+            .map(Duration::from_millis)
+    };
+    // Without the status file, everything the children used counts as Ember's.
+    let worker = match (ms("userMs"), ms("systemMs")) {
+        (Some(user), Some(system)) => pid1::CpuTime {
+            user: user.min(descendants.user),
+            system: system.min(descendants.system),
+        },
+        _ => descendants,
+    };
+    let ember = pid1::CpuTime {
+        user: own.user + worker.user,
+        system: own.system + worker.system,
+    };
+    let s = |d: Duration| d.as_secs_f64();
     format!(
-        "CPU time: Ember {:.3} s (process 1 {:.3} s, boot process {:.3} s), programs it ran {:.3} s",
-        (own + worker).as_secs_f64(),
-        own.as_secs_f64(),
-        worker.as_secs_f64(),
-        (descendants - worker).as_secs_f64()
+        "CPU time: Ember {:.3} s (user {:.3} s, system {:.3} s; process 1 {:.3} s, boot process \
+         {:.3} s), programs it ran {:.3} s",
+        s(ember.total()),
+        s(ember.user),
+        s(ember.system),
+        s(own.total()),
+        s(worker.total()),
+        s(descendants.total().saturating_sub(worker.total()))
     )
 }
 

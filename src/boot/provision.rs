@@ -17,6 +17,9 @@ use crate::system::{kmod, mounts, net, pid1, probe, rootfs};
 /// (and so that this is the first boot, whose config creates it).
 pub const ROOT_PROBE_WAIT: Duration = Duration::from_secs(5);
 
+/// How many kernel modules are loaded at once (see `kmod::ModuleDb::load_many`).
+const MODULE_THREADS: usize = 4;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("the kernel command line has no ignition.platform.id")]
@@ -122,6 +125,7 @@ impl Status {
     }
 
     fn write(&self) {
+        let (own, programs) = (pid1::cpu_time(false), pid1::cpu_time(true));
         let doc = serde_json::json!({
             "firstBoot": self.first_boot,
             "firstBootReason": self.reason,
@@ -130,8 +134,9 @@ impl Status {
             "error": self.error,
             // This process's own CPU time, and that of the programs it ran (mkfs, ...).
             "cpu": {
-                "selfMs": pid1::cpu_time(false).as_millis() as u64,
-                "programsMs": pid1::cpu_time(true).as_millis() as u64,
+                "userMs": own.user.as_millis() as u64,
+                "systemMs": own.system.as_millis() as u64,
+                "programsMs": programs.total().as_millis() as u64,
             },
         });
         let path = Path::new(BOOT_STATUS);
@@ -224,15 +229,15 @@ fn load_modules(args: &BootArgs) {
     };
     let mut inserted = 0;
     let mut absent = Vec::new();
-    for n in &names {
-        match db.load(n, "") {
+    for (n, r) in db.load_many(&names, MODULE_THREADS) {
+        match r {
             Ok(kmod::Loaded::Inserted(m)) => inserted += m.len(),
             Ok(kmod::Loaded::Present) => {}
             Err(kmod::Error::NotFound(_)) => log::warn!("kernel module {n} is not in the image"),
             Err(kmod::Error::Load { source, .. })
                 if source.raw_os_error() == Some(libc::ENODEV) =>
             {
-                absent.push(n.as_str())
+                absent.push(n)
             }
             Err(e) => log::warn!("kernel module {n}: {}", chain(&e)),
         }

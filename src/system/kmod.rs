@@ -241,7 +241,7 @@ impl ModuleDb {
             } else {
                 ""
             };
-            match insert(&step.path, p) {
+            match insert_retrying(&step.path, p) {
                 Ok(true) => inserted.push(step.name),
                 Ok(false) => {}
                 // A soft dependency is an optimisation (crc32c_intel on a CPU without SSE4.2).
@@ -263,11 +263,70 @@ impl ModuleDb {
     }
 }
 
-/// Whether the module is loaded (or built in with parameters): `/sys/module/<name>`.
+impl ModuleDb {
+    /// Loads each of `names` as [`ModuleDb::load`] does (no parameters), on up to `threads`
+    /// threads: a driver's probe can wait for hardware (an AHCI link, a NIC's reset) while
+    /// the other modules load.  Two threads that need the same dependency are fine: the
+    /// kernel makes the second wait for the first and then reports it present.  The results
+    /// are in the order of `names`.
+    pub fn load_many(&self, names: &[String], threads: usize) -> Vec<(String, Result<Loaded>)> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Mutex;
+        let next = AtomicUsize::new(0);
+        let results: Mutex<Vec<Option<Result<Loaded>>>> =
+            Mutex::new(names.iter().map(|_| None).collect());
+        let work = || loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some(name) = names.get(i) else { break };
+            let r = self.load(name, "");
+            if let Ok(mut v) = results.lock() {
+                v[i] = Some(r);
+            }
+        };
+        std::thread::scope(|s| {
+            for _ in 1..threads.clamp(1, names.len().max(1)) {
+                s.spawn(work);
+            }
+            work();
+        });
+        let results = results.into_inner().unwrap_or_default();
+        names
+            .iter()
+            .cloned()
+            .zip(results)
+            .map(|(n, r)| {
+                let r = r.unwrap_or_else(|| Err(Error::NotFound(n.clone())));
+                (n, r)
+            })
+            .collect()
+    }
+}
+
+/// Whether the module is loaded and initialised (or built in with parameters):
+/// `/sys/module/<name>`.  A module another thread is still loading ("coming") is not: inserting
+/// it again waits for that load, then reports it present, or fails as that load did.
 pub fn is_loaded(name: &str) -> bool {
-    // Loaded modules have an initstate; built-in ones may have a directory without one.
     let dir = Path::new("/sys/module").join(name);
-    dir.join("initstate").exists() || (dir.exists() && !dir.join("refcnt").exists())
+    match std::fs::read_to_string(dir.join("initstate")) {
+        Ok(state) => state.trim() == "live",
+        // Built-in modules may have a directory (for their parameters) without an initstate.
+        Err(_) => dir.exists() && !dir.join("refcnt").exists(),
+    }
+}
+
+/// [`insert`], again while the kernel answers `EBUSY`: another thread's load of the same
+/// module was under way and failed; the retry fails (or succeeds) on its own account.
+fn insert_retrying(path: &Path, params: &str) -> std::io::Result<bool> {
+    let mut tries = 0;
+    loop {
+        match insert(path, params) {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            r => return r,
+        }
+    }
 }
 
 /// Inserts one module file.  `Ok(false)` when the kernel already had it.
@@ -494,6 +553,41 @@ softdep xfs pre: crypto-xxhash post: virtio-blk
         for f in db.deps.values().map(|(f, _)| f) {
             assert!(!f.contains(':'), "{f}");
         }
+    }
+
+    #[test]
+    fn load_many_keeps_the_order_of_the_names() {
+        // Built-in modules need no insertion and unknown ones fail: nothing touches the kernel.
+        let db = ModuleDb::parse(DEP, ALIAS, BUILTIN, "");
+        let names: Vec<String> = ["ext4", "nosuch1", "crc32c_generic", "nosuch2", "ext4"]
+            .map(String::from)
+            .into();
+        for threads in [1, 3, 8] {
+            let got = db.load_many(&names, threads);
+            let summary: Vec<(&str, &str)> = got
+                .iter()
+                .map(|(n, r)| {
+                    let what = match r {
+                        Ok(Loaded::Present) => "present",
+                        Err(Error::NotFound(_)) => "not found",
+                        _ => "other",
+                    };
+                    (n.as_str(), what)
+                })
+                .collect();
+            assert_eq!(
+                summary,
+                [
+                    ("ext4", "present"),
+                    ("nosuch1", "not found"),
+                    ("crc32c_generic", "present"),
+                    ("nosuch2", "not found"),
+                    ("ext4", "present"),
+                ],
+                "{threads} threads"
+            );
+        }
+        assert!(db.load_many(&[], 4).is_empty());
     }
 
     #[test]

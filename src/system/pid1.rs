@@ -90,9 +90,21 @@ pub fn uptime() -> Duration {
     )
 }
 
-/// User plus system CPU time of this process, or (`children`) of its descendants that have
-/// been waited for (getrusage(2)).
-pub fn cpu_time(children: bool) -> Duration {
+/// CPU time from getrusage(2): of this process, or (`children`) of its descendants that
+/// have been waited for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuTime {
+    pub user: Duration,
+    pub system: Duration,
+}
+
+impl CpuTime {
+    pub fn total(&self) -> Duration {
+        self.user + self.system
+    }
+}
+
+pub fn cpu_time(children: bool) -> CpuTime {
     let who = if children {
         libc::RUSAGE_CHILDREN
     } else {
@@ -102,13 +114,16 @@ pub fn cpu_time(children: bool) -> Duration {
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: `ru` is a valid, writable rusage.
     if unsafe { libc::getrusage(who, &mut ru) } != 0 {
-        return Duration::ZERO;
+        return CpuTime::default();
     }
     let tv = |t: libc::timeval| {
         Duration::new(t.tv_sec.max(0) as u64, 0)
             + Duration::from_micros(t.tv_usec.clamp(0, 999_999) as u64)
     };
-    tv(ru.ru_utime) + tv(ru.ru_stime)
+    CpuTime {
+        user: tv(ru.ru_utime),
+        system: tv(ru.ru_stime),
+    }
 }
 
 /// Writes one line to the kernel log (`/dev/kmsg`) at `level` (0–7), as `ember: <msg>`.

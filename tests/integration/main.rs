@@ -7,6 +7,7 @@ mod disks_stage;
 mod fetch;
 mod files_stage;
 mod harness;
+mod initramfs;
 mod lint_cli;
 mod lint_support;
 mod passwd;
