@@ -94,14 +94,48 @@ pub fn request_lines(reqs: &[HttpRequest]) -> String {
 // ---------------------------------------------------------------------------------------------
 // Servers
 
-/// Serves `files` (path → body) to GET requests; anything else is a 404.
-pub fn file_server(files: Vec<(String, Vec<u8>)>) -> HttpServer {
-    HttpServer::start(
-        move |req, conn| match files.iter().find(|(p, _)| p == req.path()) {
-            Some((_, body)) if req.method == "GET" => respond(conn, 200, &[], body),
-            _ => respond(conn, 404, &[], b"not found\n"),
-        },
-    )
+/// Paths and their bytes.
+type Files = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// A file server: GET of a path it was given answers its bytes; anything else is a 404.
+/// Files can be added once the port is known (a config naming its own server).
+pub struct FileServer {
+    pub server: HttpServer,
+    files: Files,
+}
+
+impl FileServer {
+    pub fn start() -> FileServer {
+        let files = Files::default();
+        let served = files.clone();
+        let server = HttpServer::start(move |req, conn| {
+            let body = served
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|(p, _)| p == req.path())
+                .map(|(_, b)| b.clone());
+            match body {
+                Some(b) if req.method == "GET" => respond(conn, 200, &[], &b),
+                _ => respond(conn, 404, &[], b"not found\n"),
+            }
+        });
+        FileServer { server, files }
+    }
+
+    /// Serves `body` at `path` from now on.
+    pub fn put(&self, path: &str, body: Vec<u8>) {
+        self.files.lock().unwrap().push((path.to_string(), body));
+    }
+
+    pub fn port(&self) -> u16 {
+        self.server.port()
+    }
+
+    /// The requests seen so far.
+    pub fn requests(&self) -> Vec<HttpRequest> {
+        self.server.requests()
+    }
 }
 
 /// An EC2 instance metadata service that requires IMDSv2 sessions:

@@ -151,31 +151,13 @@ fn qemu_metal_config_url_over_http() {
         );
     }
 
-    // The server needs its port before the config can name it: serve the config from a
-    // slot filled in once the port is known.
-    let served: std::sync::Arc<std::sync::Mutex<Vec<u8>>> = Default::default();
-    let cfg_slot = served.clone();
-    let files = [
-        ("/child.ign".to_string(), child.clone()),
-        ("/files/motd".to_string(), motd.clone()),
-        ("/files/hello.sh".to_string(), hello.clone()),
-    ];
-    let server = crate::harness::HttpServer::start(move |req, conn| {
-        let body = if req.path() == "/config.ign" {
-            Some(cfg_slot.lock().unwrap().clone())
-        } else {
-            files
-                .iter()
-                .find(|(p, _)| p == req.path())
-                .map(|(_, b)| b.clone())
-        };
-        match body {
-            Some(b) if req.method == "GET" => crate::harness::respond(conn, 200, &[], &b),
-            _ => crate::harness::respond(conn, 404, &[], b""),
-        }
-    });
+    // The config names its own server: it is served once the port is known.
+    let server = ns::FileServer::start();
+    server.put("/child.ign", child.clone());
+    server.put("/files/motd", motd.clone());
+    server.put("/files/hello.sh", hello.clone());
     let port = server.port();
-    *served.lock().unwrap() = ns::with_port(&template, port);
+    server.put("/config.ign", ns::with_port(&template, port));
     let config: serde_json::Value = serde_json::from_slice(&template).unwrap();
     let child_cfg: serde_json::Value = serde_json::from_slice(&child).unwrap();
 
@@ -361,7 +343,8 @@ fn qemu_pxe_boot_fetches_the_config() {
     let dir = TempDir::new("qemu-pxe");
     let config_bytes = ns::config_bytes("pxe.ign");
     let config = ns::config_json("pxe.ign");
-    let server = ns::file_server(vec![("/pxe.ign".into(), config_bytes)]);
+    let server = ns::FileServer::start();
+    server.put("/pxe.ign", config_bytes);
     let url = format!("http://10.0.2.2:{}/pxe.ign", server.port());
     let cmdline = format!(
         "console=ttyS0 panic=-1 ignition.platform.id=metal ignition.config.url={url} {COMMON}"
@@ -571,4 +554,72 @@ fn qemu_openstack_config_drive() {
     assert!(ns::boot_json(&b)["network"].is_null());
     assert_simple_config(&b, &config);
     assert_eq!(stamp(&root)["userConfigProvided"], true);
+}
+
+/// One raw HTTP/1.1 exchange with a server on 127.0.0.1: (status, body).
+fn exchange(port: u16, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\n",
+        ns::METADATA_ADDR
+    );
+    for (n, v) in headers {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    req.push_str("Content-Length: 0\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let status = resp
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+    (status, body.to_string())
+}
+
+/// The mocks refuse what the real services refuse, so that the boots above would fail if
+/// Ember skipped the IMDSv2 token or the GCE flavor header (no VM needed).
+#[test]
+fn metadata_mocks_refuse_what_the_clouds_refuse() {
+    let imds = Imds::start(b"{}".to_vec(), "eu-west-3");
+    let port = imds.server.port();
+    assert_eq!(exchange(port, "GET", "/2019-10-01/user-data", &[]).0, 401);
+    assert_eq!(exchange(port, "PUT", "/latest/api/token", &[]).0, 400);
+    let ttl = ("X-aws-ec2-metadata-token-ttl-seconds", "21600");
+    let (status, token) = exchange(port, "PUT", "/latest/api/token", &[ttl]);
+    assert_eq!(status, 200);
+    assert_eq!(imds.tokens(), std::slice::from_ref(&token));
+    let bad = ("X-aws-ec2-metadata-token", "forged");
+    assert_eq!(exchange(port, "GET", "/latest/user-data", &[bad]).0, 401);
+    let good = ("X-aws-ec2-metadata-token", token.as_str());
+    assert_eq!(
+        exchange(port, "GET", "/2019-10-01/user-data", &[good]),
+        (200, "{}".to_string())
+    );
+    assert_eq!(
+        exchange(port, "GET", "/latest/meta-data/placement/region", &[good]),
+        (200, "eu-west-3".to_string())
+    );
+    assert_eq!(
+        exchange(
+            port,
+            "GET",
+            "/latest/meta-data/iam/security-credentials/",
+            &[good]
+        )
+        .0,
+        404
+    );
+
+    let gce = ns::gce_metadata_server(b"{}".to_vec());
+    let port = gce.port();
+    assert_eq!(exchange(port, "GET", ns::GCE_USER_DATA, &[]).0, 403);
+    let flavor = ("Metadata-Flavor", "Google");
+    assert_eq!(
+        exchange(port, "GET", ns::GCE_USER_DATA, &[flavor]),
+        (200, "{}".to_string())
+    );
 }
