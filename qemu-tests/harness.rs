@@ -361,6 +361,8 @@ pub struct Vm {
     args: Vec<String>,
     disks: usize,
     memory_mib: u32,
+    /// False for a firmware boot (PXE): no `-kernel`, `-initrd` or `-append`.
+    direct_kernel: bool,
 }
 
 impl Vm {
@@ -374,6 +376,7 @@ impl Vm {
             args: vec!["-device".into(), "virtio-rng-pci".into()],
             disks: 0,
             memory_mib: 1024,
+            direct_kernel: true,
         }
     }
 
@@ -417,6 +420,13 @@ impl Vm {
         self
     }
 
+    /// The firmware boots the machine (from the network, say): no `-kernel`, `-initrd` or
+    /// `-append`; the kernel, initramfs and command line are the boot loader's.
+    pub fn firmware_boot(mut self) -> Vm {
+        self.direct_kernel = false;
+        self
+    }
+
     /// Any other QEMU arguments.
     pub fn arg(mut self, a: &str) -> Vm {
         self.args.push(a.into());
@@ -429,14 +439,16 @@ impl Vm {
         cmd.args(["-machine", "q35", "-accel", "tcg", "-cpu", "max", "-m"])
             .arg(self.memory_mib.to_string())
             .args(["-display", "none", "-no-reboot", "-monitor", "none"])
-            .args(["-serial", "stdio"])
-            .arg("-kernel")
-            .arg(&self.kernel)
-            .arg("-initrd")
-            .arg(&self.initrd)
-            .arg("-append")
-            .arg(self.append.join(" "))
-            .args(&self.args);
+            .args(["-serial", "stdio"]);
+        if self.direct_kernel {
+            cmd.arg("-kernel")
+                .arg(&self.kernel)
+                .arg("-initrd")
+                .arg(&self.initrd)
+                .arg("-append")
+                .arg(self.append.join(" "));
+        }
+        cmd.args(&self.args);
         if !self.args.iter().any(|a| a == "-nic" || a == "-netdev") {
             cmd.args(["-nic", "none"]);
         }

@@ -11,7 +11,11 @@
 //! The first source to answer (a config, or "no config") wins and the others are stopped.
 //! When every source fails, there is no config (Ignition's rule). Ignition waits for the
 //! drives until another source answers; Ember also stops them after
-//! [`super::Endpoints::drive_wait`]. Offline: needs the network.
+//! [`super::Endpoints::drive_wait`].
+//!
+//! Offline (fetch-offline), a config drive that is already attached is read, so that a
+//! machine with one boots without bringing up the network; without one the network is
+//! needed.  Ignition needs the network here in every case.
 
 use std::ffi::CStr;
 use std::sync::Arc;
@@ -22,6 +26,8 @@ use super::{Endpoints, Error, Provider};
 use crate::fetch::Fetcher;
 
 const DRIVE_PATH: &str = "openstack/latest/user_data";
+/// The config drives' labels (udev's links match them exactly: two sources).
+const LABELS: [&str; 2] = ["config-2", "CONFIG-2"];
 const METADATA_PATH: &str = "/openstack/latest/user_data";
 
 /// Where openstack and brightbox look.
@@ -43,6 +49,30 @@ impl Sources {
         }
     }
 
+    /// fetch-offline: a config drive attached now, else "needs network" (also when the
+    /// drive cannot be read: the race may still get the config).
+    fn fetch_offline(&self) -> Result<Option<Vec<u8>>, Error> {
+        for label in LABELS {
+            let Some(drive) = self.drives.find_label(label) else {
+                continue;
+            };
+            match configdrive::read_file(&drive, DRIVE_PATH) {
+                Ok(data) => {
+                    log::info!(
+                        "config drive {label} ({}) answered without the network",
+                        drive.device.display()
+                    );
+                    return Ok(data.and_then(util::non_empty));
+                }
+                Err(e) => log::warn!(
+                    "config drive {label}: {}; asking for the network",
+                    util::chain(&e)
+                ),
+            }
+        }
+        Err(Error::NeedsNetwork)
+    }
+
     /// The metadata URLs: the base one, then one per IPv6 interface.
     pub fn metadata_urls(&self, interfaces: &[String]) -> Vec<String> {
         let mut urls = vec![format!("{}{METADATA_PATH}", self.metadata)];
@@ -57,7 +87,7 @@ impl Sources {
     /// Runs the race (see the module docs).
     pub fn fetch(&self, fetcher: &Fetcher) -> Result<Option<Vec<u8>>, Error> {
         if fetcher.options().offline {
-            return Err(Error::NeedsNetwork);
+            return self.fetch_offline();
         }
         let mut sources = configdrive::race_sources(&self.drives, DRIVE_PATH);
         let shared = Arc::new(Fetcher::new(fetcher.options().clone())?);

@@ -22,5 +22,9 @@ mod status;
 // init); they are part of this one test binary.
 #[path = "../../qemu-tests/harness.rs"]
 mod qemu_harness;
+#[path = "../../qemu-tests/netsupport.rs"]
+mod qemu_netsupport;
 #[path = "../../qemu-tests/scenarios.rs"]
 mod qemu_scenarios;
+#[path = "../../qemu-tests/scenarios_net.rs"]
+mod qemu_scenarios_net;

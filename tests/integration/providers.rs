@@ -988,6 +988,10 @@ fn openstack_config_drive_iso() {
         assert_eq!(got.as_deref(), Some(CONFIG), "{id}");
         assert!(start.elapsed() < Duration::from_secs(10));
         assert_unmounted(&dev);
+        // Offline (fetch-offline) the attached drive answers: no network needed.
+        let got = provider(id, &ep).fetch_config(&offline_fetcher()).unwrap();
+        assert_eq!(got.as_deref(), Some(CONFIG), "{id} offline");
+        assert_unmounted(&dev);
     }
     // nutanix, powervs and kubevirt read the same drive.
     for id in ["nutanix", "powervs", "kubevirt"] {
@@ -1024,6 +1028,13 @@ fn config_drive_without_the_file_is_no_config() {
     };
     assert_eq!(
         provider("openstack", &ep).fetch_config(&fetcher()).unwrap(),
+        None
+    );
+    assert_unmounted(&dev);
+    assert_eq!(
+        provider("openstack", &ep)
+            .fetch_config(&offline_fetcher())
+            .unwrap(),
         None
     );
     assert_unmounted(&dev);
