@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use super::exit;
 use super::ignition::{
-    authorized_keys_fragment_from_env, finish, parse_go_duration, read_config_arg,
+    authorized_keys_fragment_from_env, config_name, finish, parse_go_duration, read_config_arg,
 };
 use crate::logging;
 use crate::providers;
@@ -323,7 +323,8 @@ pub fn apply_main(args: Vec<OsString>) -> i32 {
         }
     };
     logging::init(logging::Target::Stdout);
-    let opts = engine::ApplyOptions::new(root, ignore, offline);
+    let mut opts = engine::ApplyOptions::new(root, ignore, offline);
+    opts.config_name = config_name(config);
     match engine::apply(&opts, &raw) {
         Ok(()) => {
             log::info!("applied the config");

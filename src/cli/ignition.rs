@@ -284,6 +284,15 @@ Options:
   -h, --help                 show this help
 ";
 
+/// A config argument as reports name it.
+pub fn config_name(arg: &str) -> String {
+    if arg == "-" {
+        "the config from standard input".into()
+    } else {
+        format!("the config {arg}")
+    }
+}
+
 /// Reads a config from a file or `-` (standard input).
 pub fn read_config_arg(name: &str) -> Result<Vec<u8>, String> {
     if name == "-" {
@@ -358,7 +367,8 @@ pub fn apply_main(argv0: &str, args: Vec<std::ffi::OsString>) -> i32 {
         }
     };
     logging::init(logging::Target::Stdout);
-    let opts = engine::ApplyOptions::new(root, ignore, offline);
+    let mut opts = engine::ApplyOptions::new(root, ignore, offline);
+    opts.config_name = config_name(config);
     match engine::apply(&opts, &raw) {
         Ok(()) => 0,
         Err(e) => {

@@ -595,7 +595,7 @@ fn human_entry(r: &FileResult, e: &Entry, secrets: &[(usize, usize)]) -> String 
     s.push_str(&format!(
         "{loc}: {}: {} [{}]\n",
         e.severity.as_str(),
-        shown_message(e),
+        e.shown_message(),
         e.code
     ));
     if let Some(p) = &e.path {
@@ -730,18 +730,6 @@ fn utf8_len(b: u8) -> usize {
     }
 }
 
-/// An entry's message as Ember's formats show it: go-systemd quotes the offending unit text in
-/// one of its errors, and unit contents are secret.
-fn shown_message(e: &Entry) -> std::borrow::Cow<'_, str> {
-    const GARBAGE: &str = "found garbage after section name : ";
-    match e.message.find(GARBAGE) {
-        Some(i) if e.code == "unit-content" => {
-            format!("{}{GARBAGE}{}", &e.message[..i], redact::REDACTED).into()
-        }
-        _ => e.message.as_str().into(),
-    }
-}
-
 /// A file name as a SARIF `uri` (a URI reference): bytes outside the unreserved characters and
 /// `/` are percent-encoded, so that `:` cannot read as a scheme and spaces or `<stdin>` stay
 /// valid.
@@ -762,7 +750,7 @@ fn entry_json(file: &str, e: &Entry) -> J {
         "file": file,
         "severity": e.severity.as_str(),
         "code": e.code,
-        "message": shown_message(e),
+        "message": e.shown_message(),
         "path": e.path.as_ref().map(|p| p.to_string()),
         "line": e.position().map(|m| m.line),
         "column": e.position().map(|m| m.column),
@@ -838,11 +826,11 @@ fn sarif_doc(results: &[FileResult]) -> J {
                 rule_ids.push(e.code);
                 rules.push(json!({
                     "id": e.code,
-                    "shortDescription": {"text": shown_message(e)},
+                    "shortDescription": {"text": e.shown_message()},
                     "properties": {"ignition": !e.ember_only},
                 }));
             }
-            let mut text = shown_message(e).into_owned();
+            let mut text = e.shown_message().into_owned();
             if let Some(s) = &e.source {
                 text = format!("{text} (in {s})");
             }

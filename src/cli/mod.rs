@@ -21,6 +21,7 @@ pub mod goflag;
 pub mod ignition;
 pub mod ignition_validate;
 pub mod lint;
+pub mod plan;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -82,6 +83,7 @@ Usage:
               [--neednet F] [--fetch-timeout D] [--syslog]
   ember run --platform P [--root DIR] [same options as stage]
   ember apply --root DIR [--ignore-unsupported] [--offline] CONFIG|-
+  ember plan [--platform P] [--root DIR] CONFIG|-
   ember version
 
 Commands:
@@ -91,6 +93,8 @@ Commands:
              umount), as `ignition` does at boot
   run        run every stage in boot order in one process
   apply      apply a config to a directory tree (image builds, containers)
+  plan       show everything the stages would do on this machine with a config, without
+             doing it (destructive operations in capitals, with the data they destroy)
   version    print Ember's version
 
 Run `ember COMMAND --help` for a command's options and exit codes.
@@ -112,6 +116,7 @@ fn ember_main(args: Vec<OsString>) -> i32 {
         "stage" => ember_stage::stage_main(rest),
         "run" => ember_stage::run_main(rest),
         "apply" => ember_stage::apply_main(rest),
+        "plan" => plan::main(rest),
         "version" | "--version" | "-V" => {
             println!("ember {VERSION} (Ignition {IGNITION_COMPAT_VERSION} compatible)");
             exit::OK

@@ -605,32 +605,36 @@ fn unescape_rfc2396(s: &str, mut out: Option<&mut Vec<u8>>) -> Result<(), DataUr
     }
     let mut i = 0;
     while i < b.len() {
-        let c = b[i];
-        if c >= 0x80 {
+        // Copy the run of plain ASCII up to the next escape in one piece.
+        let run = b[i..]
+            .iter()
+            .position(|&c| c == b'%' || c >= 0x80)
+            .unwrap_or(b.len() - i);
+        if let Some(o) = out.as_deref_mut() {
+            o.extend_from_slice(&b[i..i + run]);
+        }
+        i += run;
+        if i == b.len() {
+            break;
+        }
+        if b[i] >= 0x80 {
             return Err(DataUrlError::NonAscii);
         }
-        if c == b'%' {
-            let mut val = 0u8;
-            for k in 1..=2 {
-                let Some(&h) = b.get(i + k) else {
-                    return Err(DataUrlError::UnescapeEnd);
-                };
-                let Some(v) = (h as char).to_digit(16) else {
-                    return Err(DataUrlError::UnescapeInvalidChar);
-                };
-                // A hex digit is below 16.
-                val = (val << 4) | v as u8;
-            }
-            if let Some(o) = out.as_deref_mut() {
-                o.push(val);
-            }
-            i += 3;
-        } else {
-            if let Some(o) = out.as_deref_mut() {
-                o.push(c);
-            }
-            i += 1;
+        let mut val = 0u8;
+        for k in 1..=2 {
+            let Some(&h) = b.get(i + k) else {
+                return Err(DataUrlError::UnescapeEnd);
+            };
+            let Some(v) = (h as char).to_digit(16) else {
+                return Err(DataUrlError::UnescapeInvalidChar);
+            };
+            // A hex digit is below 16.
+            val = (val << 4) | v as u8;
         }
+        if let Some(o) = out.as_deref_mut() {
+            o.push(val);
+        }
+        i += 3;
     }
     Ok(())
 }

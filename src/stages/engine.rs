@@ -34,7 +34,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 
+use super::report::Report;
 use super::state::{self, FetchedConfig, State};
+use super::webhook::{self, Webhook};
 use super::{
     disks, fetch_resource, files, kargs, mount, Context, Failure, Mode, OpLog, Settings, Stage,
 };
@@ -119,6 +121,19 @@ impl Options {
     }
 }
 
+impl Options {
+    /// The status webhook named on the kernel command line (`ember.status_url=`), queueing
+    /// next to the status file.
+    pub fn webhook(&self) -> Option<Webhook> {
+        let mut w = Webhook::from_cmdline(&self.cmdline.cmdline_path)?;
+        w.queue = Some(match &self.status_file {
+            Some(p) => p.with_file_name("webhook-queue.json"),
+            None => PathBuf::from(webhook::DEFAULT_QUEUE),
+        });
+        Some(w)
+    }
+}
+
 /// How a successful invocation ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -164,40 +179,19 @@ impl Error {
         s
     }
 
-    /// A short report for the console: what failed, the root cause first, where in the config,
-    /// and a hint. Never config contents.
+    /// The console report: what failed, the root cause first, where in the config, and a
+    /// hint (see [`super::report`]). Never config contents.
     pub fn report(&self) -> String {
+        self.to_report().render(None)
+    }
+
+    /// The failure as a [`Report`], to render with a `next` line (PID 1) or as JSON.
+    pub fn to_report(&self) -> Report {
         match self {
-            Error::Stage { stage, failure } => failure_report(&stage.to_string(), failure),
-            other => {
-                let mut root = other.to_string();
-                let mut cur = std::error::Error::source(other);
-                while let Some(e) = cur {
-                    root = e.to_string();
-                    cur = e.source();
-                }
-                format!("ember: {other}: {root}\n  details:   {}\n", other.chain())
-            }
+            Error::Stage { stage, failure } => Report::from_failure(stage.name(), failure),
+            other => Report::from_error(other.to_string(), other),
         }
     }
-}
-
-/// The console report of a failure (see [`Error::report`]).
-pub fn failure_report(stage: &str, f: &Failure) -> String {
-    let root = f.root_cause();
-    let mut s = format!("ember: the {stage} stage failed: {root}\n");
-    s.push_str(&format!("  operation: {}\n", f.operation));
-    if let Some(p) = &f.path {
-        s.push_str(&format!("  config:    {p}\n"));
-    }
-    if let Some(h) = &f.hint {
-        s.push_str(&format!("  hint:      {h}\n"));
-    }
-    let chain = f.chain();
-    if chain != root {
-        s.push_str(&format!("  details:   {chain}\n"));
-    }
-    s
 }
 
 /// Why acquiring or rendering a config stopped.
@@ -213,6 +207,127 @@ impl From<Failure> for Acq {
     }
 }
 
+impl Acq {
+    /// Names the config a failure is about, unless an inner step named one.
+    fn in_config(self, desc: &str) -> Acq {
+        match self {
+            Acq::Failed(f) => Acq::Failed(f.or_in_config(|| desc.to_string())),
+            other => other,
+        }
+    }
+}
+
+/// A referenced config that rendering fetched.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reference {
+    /// Where it is referenced (`$.ignition.config.merge.0`) in the config that names it.
+    pub at: JsonPath,
+    /// Its URL without userinfo, query or fragment (`data:<redacted>` for data URLs).
+    pub url: String,
+    /// Nesting: 1 for a reference in the user config, 2 for one in a referenced config, ...
+    pub depth: usize,
+    /// Its size in bytes (as fetched, decompressed).
+    pub size: usize,
+}
+
+/// Which configs a config was made from, for reports and `ember plan`.
+#[derive(Clone, Debug, Default)]
+pub struct Origin {
+    /// The user config, e.g. "the user config from the file platform (/config.ign)".
+    pub user: String,
+    /// Referenced configs, in the order they were fetched (URL paths only for stages that read
+    /// the cache: the state keeps no more).
+    pub references: Vec<Reference>,
+    /// Base config files merged under it.
+    pub base: Vec<PathBuf>,
+}
+
+impl Origin {
+    /// The merged config, described: which configs a JSON path of it can come from.
+    pub fn describe(&self) -> String {
+        let mut s = self.user.clone();
+        if !self.references.is_empty() {
+            let urls: Vec<&str> = self.references.iter().map(|r| r.url.as_str()).collect();
+            s.push_str(&format!(
+                " with its referenced config{} {}",
+                if urls.len() == 1 { "" } else { "s" },
+                urls.join(", ")
+            ));
+        }
+        if !self.base.is_empty() {
+            let files: Vec<String> = self.base.iter().map(|p| p.display().to_string()).collect();
+            s.push_str(&format!(
+                " over base config{} {}",
+                if files.len() == 1 { "" } else { "s" },
+                files.join(", ")
+            ));
+        }
+        s
+    }
+}
+
+/// The user config's source (`cmdline`, `system`, a platform id), described for a report.
+fn describe_user(source: &str, opts: &Options, detail: Option<&str>) -> String {
+    match (source, detail) {
+        ("system", Some(d)) => format!("the user config {d}"),
+        ("cmdline", _) => {
+            let args = std::fs::read(&opts.cmdline.cmdline_path)
+                .map(|b| cmdline::parse(&String::from_utf8_lossy(&b)))
+                .unwrap_or_default();
+            match (args.url, args.device, args.path) {
+                (Some(u), _, _) => format!(
+                    "the user config named on the kernel command line ({})",
+                    redact_url(&u)
+                ),
+                (None, Some(d), Some(p)) => format!(
+                    "the user config named on the kernel command line ({p} on the filesystem labelled {d:?})"
+                ),
+                _ => "the user config named on the kernel command line".into(),
+            }
+        }
+        ("system", None) => "the user config user.ign of the system config directories".into(),
+        ("file", _) => format!(
+            "the user config from the file platform ({})",
+            opts.endpoints.config_file.display()
+        ),
+        (id, _) => format!("the user config from the {id} platform"),
+    }
+}
+
+/// The origin of the cached config, from what the state recorded.
+fn cached_origin(opts: &Options, state: &State) -> Origin {
+    let last = state
+        .fetched_configs
+        .iter()
+        .rposition(|c| c.kind == "user" && !c.referenced);
+    let Some(i) = last else {
+        return Origin {
+            user: "the cached user config".into(),
+            ..Origin::default()
+        };
+    };
+    // The referenced configs of the last fetch run (after the last non-referenced user entry).
+    let references = state.fetched_configs[i + 1..]
+        .iter()
+        .filter(|c| c.kind == "user" && c.referenced)
+        .map(|c| Reference {
+            at: JsonPath::root(),
+            url: if c.source.is_empty() {
+                "data:<redacted>".into()
+            } else {
+                c.source.clone()
+            },
+            depth: 1,
+            size: 0,
+        })
+        .collect();
+    Origin {
+        user: describe_user(&state.fetched_configs[i].source, opts, None),
+        references,
+        base: Vec::new(),
+    }
+}
+
 /// The entry Ignition appends to the state on every stage run.
 fn base_entry() -> FetchedConfig {
     FetchedConfig {
@@ -225,7 +340,49 @@ fn base_entry() -> FetchedConfig {
 /// Runs one stage.
 pub fn run(opts: &Options) -> Result<Outcome, Error> {
     let stage = opts.stage;
-    let mut state = State::load(&opts.state_file).map_err(Error::State)?;
+    let started = std::time::SystemTime::now();
+    let clock = std::time::Instant::now();
+    let hook = opts.webhook();
+    let announce =
+        |fetch_opts: &fetch::Options, result: Result<Outcome, &Report>, chain: Option<String>| {
+            if let Some(h) = &hook {
+                let mut h = h.clone();
+                h.fetch_options = fetch::Options {
+                    offline: false,
+                    ..fetch_opts.clone()
+                };
+                let event = webhook::Event {
+                    platform: &opts.settings.platform,
+                    stage: stage.name(),
+                    result: match result {
+                        Ok(Outcome::Passed) => "passed",
+                        Ok(Outcome::NeedNet) => "neednet",
+                        Err(_) => "failed",
+                    },
+                    started_at: unix_secs(started),
+                    duration: clock.elapsed(),
+                    error: result.err(),
+                    chain: chain.as_deref(),
+                    boot_id: webhook::boot_id(&opts.settings.boot_id_path),
+                };
+                let network = if stage == Stage::FetchOffline {
+                    webhook::Network::Offline
+                } else {
+                    webhook::Network::Online
+                };
+                h.notify(&event.to_json(), network);
+            }
+        };
+    let early = |e: Error| {
+        announce(
+            &fetch::Options::default(),
+            Err(&e.to_report()),
+            Some(e.chain()),
+        );
+        e
+    };
+
+    let mut state = State::load(&opts.state_file).map_err(|e| early(Error::State(e)))?;
     let (provider, provider_err) = match providers::get(&opts.settings.platform, &opts.endpoints) {
         Ok(p) => (Some(p), None),
         Err(e) => (None, Some(e)),
@@ -237,10 +394,8 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
     if let Some(p) = &provider {
         p.configure_fetcher(&mut base_opts);
     }
-    let fetcher = fetch::Fetcher::new(base_opts.clone()).map_err(Error::Fetcher)?;
+    let fetcher = fetch::Fetcher::new(base_opts.clone()).map_err(|e| early(Error::Fetcher(e)))?;
 
-    let started = std::time::SystemTime::now();
-    let clock = std::time::Instant::now();
     let ops = OpLog::new();
     let result = run_stage(
         opts,
@@ -252,17 +407,36 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
         &ops,
     );
     crate::logging::set_prefix(None);
+    let report = result
+        .as_ref()
+        .err()
+        .map(|f| Report::from_failure(stage.name(), f));
     if let Some(path) = &opts.status_file {
-        let entry = status_entry(stage, started, clock.elapsed(), &ops, &result);
+        let entry = status_entry(
+            stage,
+            started,
+            clock.elapsed(),
+            &ops,
+            &result,
+            report.as_ref(),
+        );
         if let Err(e) = append_status(path, entry) {
             log::warn!("writing the status file {}: {e}", path.display());
         }
+    }
+    match (&result, &report) {
+        (Ok(o), _) => announce(&base_opts, Ok(*o), None),
+        (Err(f), Some(r)) => announce(&base_opts, Err(r), Some(f.chain())),
+        (Err(_), None) => {}
     }
 
     if let Some(p) = &provider {
         // Status reports go over the network; a fresh online fetcher with Ember's defaults.
         if let Ok(f) = fetch::Fetcher::new(base_opts.clone()) {
-            let err = result.as_ref().err().map(|f| f.chain());
+            let err = result
+                .as_ref()
+                .err()
+                .map(|f| super::report::scrub(&f.chain()));
             p.status(stage.name(), err.as_deref(), &f);
         }
     }
@@ -270,6 +444,12 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
     state.fetched_configs.push(base_entry());
     state.save(&opts.state_file).map_err(Error::StateSave)?;
     Ok(outcome)
+}
+
+fn unix_secs(t: std::time::SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 fn run_stage(
@@ -282,9 +462,9 @@ fn run_stage(
     ops: &OpLog,
 ) -> Result<Outcome, Failure> {
     let stage = opts.stage;
-    let base = load_base(&opts.dirs, &opts.settings.platform);
+    let (base, base_files) = load_base(&opts.dirs, &opts.settings.platform);
 
-    let (user, fetcher) = if stage.acquires_config() {
+    let (user, fetcher, mut origin) = if stage.acquires_config() {
         let before = state.fetched_configs.len();
         match acquire(opts, state, provider, provider_err, base_opts) {
             Ok(x) => {
@@ -307,16 +487,19 @@ fn run_stage(
         }
     } else {
         let user = read_cache(&opts.config_cache)?;
-        (user, fetcher)
+        let origin = cached_origin(opts, state);
+        (user, fetcher, origin)
     };
+    origin.base = base_files;
+    let described = origin.describe();
 
-    let full = full_config(base, user)?;
+    let full = full_config(base, user).map_err(|f| f.or_in_config(|| described.clone()))?;
     let fetcher = if stage.acquires_config() {
         fetcher
     } else {
         match configured_fetcher(base_opts, &full, &fetcher) {
             Ok(f) => f,
-            Err(Acq::Failed(f)) => return Err(f),
+            Err(Acq::Failed(f)) => return Err(f.or_in_config(|| described.clone())),
             Err(Acq::NeedNet(what)) => return Err(Failure::new(format!("fetching {what}"))),
         }
     };
@@ -331,21 +514,27 @@ fn run_stage(
         ops,
         settings: &opts.settings,
     };
-    match stage {
+    let body = match stage {
         Stage::FetchOffline => {
             if let Some(what) = needs_network(&full) {
                 log::info!("{what} needs the network");
                 signal_neednet(&opts.neednet)?;
                 return Ok(Outcome::NeedNet);
             }
+            Ok(())
         }
-        Stage::Fetch => {}
-        Stage::Kargs => kargs::run(&mut ctx)?,
-        Stage::Disks => disks::run(&mut ctx)?,
-        Stage::Mount => mount::run_mount(&mut ctx)?,
-        Stage::Files => files::run(&mut ctx)?,
-        Stage::Umount => mount::run_umount(&mut ctx)?,
-    }
+        Stage::Fetch => Ok(()),
+        Stage::Kargs => kargs::run(&mut ctx),
+        Stage::Disks => disks::run(&mut ctx),
+        Stage::Mount => mount::run_mount(&mut ctx),
+        Stage::Files => files::run(&mut ctx),
+        Stage::Umount => mount::run_umount(&mut ctx),
+    };
+    // A path in a stage's failure is in the merged config.
+    body.map_err(|f| match f.path {
+        Some(_) => f.or_in_config(|| described.clone()),
+        None => f,
+    })?;
     log::info!("{stage} passed");
     Ok(Outcome::Passed)
 }
@@ -357,6 +546,7 @@ fn status_entry(
     took: Duration,
     ops: &OpLog,
     result: &Result<Outcome, Failure>,
+    report: Option<&Report>,
 ) -> serde_json::Value {
     let ms = |d: Duration| d.as_millis() as u64;
     let records = ops.records();
@@ -375,24 +565,19 @@ fn status_entry(
     let (outcome, error) = match result {
         Ok(Outcome::Passed) => ("passed", serde_json::Value::Null),
         Ok(Outcome::NeedNet) => ("neednet", serde_json::Value::Null),
-        Err(f) => (
-            "failed",
-            serde_json::json!({
-                "operation": f.operation,
-                "rootCause": f.root_cause(),
-                "path": f.path.as_ref().map(|p| p.to_string()),
-                "hint": f.hint,
-                "details": f.chain(),
-            }),
-        ),
+        Err(f) => {
+            let mut e = report.map(Report::to_json).unwrap_or_default();
+            if let Some(o) = e.as_object_mut() {
+                // The whole chain, always (the report leaves out what it repeats).
+                o.insert("details".into(), super::report::scrub(&f.chain()).into());
+            }
+            ("failed", e)
+        }
     };
     serde_json::json!({
         "stage": stage.name(),
         "result": outcome,
-        "startedAt": started
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
+        "startedAt": unix_secs(started),
         "durationMs": ms(took),
         "operationCount": count,
         "operations": operations,
@@ -544,17 +729,20 @@ fn parse_config(bytes: &[u8], what: &str) -> Result<Option<Config>, Failure> {
 }
 
 /// The base config: `base.d` then `base.platform.d/<platform>`; `None` when there is none.
-fn load_base(dirs: &SystemDirs, platform: &str) -> Option<Config> {
+/// Also the files that took part.
+pub fn load_base(dirs: &SystemDirs, platform: &str) -> (Option<Config>, Vec<PathBuf>) {
     let (found, errors) = system::base_configs(dirs, platform);
     for e in errors {
         log::warn!("reading base configs: {}", chain(&e));
     }
     let mut base: Option<Config> = None;
+    let mut used = Vec::new();
     for f in found {
         let what = format!("base config {}", f.path.display());
         match parse_config(&f.bytes, &what) {
             Ok(Some(c)) => {
                 log::info!("using {what}");
+                used.push(f.path.clone());
                 base = Some(match base {
                     None => c,
                     Some(b) => merge(&b, &c),
@@ -564,7 +752,7 @@ fn load_base(dirs: &SystemDirs, platform: &str) -> Option<Config> {
             Err(fail) => log::warn!("ignoring {what}: {}", fail.chain()),
         }
     }
-    base
+    (base, used)
 }
 
 fn chain(e: &dyn std::error::Error) -> String {
@@ -579,7 +767,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 /// `merge(empty, merge(base, user))`, validated when a base config took part.
-fn full_config(base: Option<Config>, user: Config) -> Result<Config, Failure> {
+pub fn full_config(base: Option<Config>, user: Config) -> Result<Config, Failure> {
     let Some(base) = base else {
         return Ok(user);
     };
@@ -631,12 +819,41 @@ fn write_cache(path: &Path, cfg: &Config) -> Result<(), Failure> {
     })
 }
 
+/// What to do about a failed fetch, where the error tells.
+pub fn fetch_hint(e: &fetch::Error) -> Option<&'static str> {
+    use fetch::Error as E;
+    Some(match e {
+        E::HashMismatch { .. } => {
+            "the fetched data does not match verification.hash: fix the hash or the source (the hash is of the uncompressed data)"
+        }
+        E::Timeout { .. } | E::HeadersTimeout { .. } | E::Stalled { .. } => {
+            "the server did not answer in time: check that it is up and reachable from this machine, or raise ignition.timeouts (httpResponseHeaders, httpTotal)"
+        }
+        E::Resolve { .. } | E::Connect { .. } | E::Proxy { .. } => {
+            "the server cannot be reached: check the URL, the network and ignition.proxy"
+        }
+        E::Tls { .. } | E::Certificate { .. } | E::CaBundle { .. } => {
+            "check the server's certificate and ignition.security.tls.certificateAuthorities"
+        }
+        E::NotFound { .. } => "check the URL: the server has nothing there",
+        E::HttpStatus { .. } => {
+            "the server refused the request: check the URL and the httpHeaders it needs"
+        }
+        E::Decompress { .. } => "the data is not valid gzip: remove \"compression\" or fix the source",
+        _ => return None,
+    })
+}
+
 /// Fetch errors: "needs network" stays distinguishable, everything else fails.
 fn fetch_failure(e: fetch::Error, what: String, path: Option<JsonPath>) -> Acq {
     if matches!(e, fetch::Error::NeedsNetwork { .. }) {
         return Acq::NeedNet(what);
     }
+    let hint = fetch_hint(&e);
     let mut f = Failure::new(format!("fetching {what}")).caused_by(e);
+    if let Some(h) = hint {
+        f = f.hint(h);
+    }
     if let Some(p) = path {
         f = f.at(p);
     }
@@ -650,7 +867,7 @@ fn acquire(
     provider: Option<&dyn Provider>,
     provider_err: Option<providers::Error>,
     base_opts: &fetch::Options,
-) -> Result<(Config, fetch::Fetcher), Acq> {
+) -> Result<(Config, fetch::Fetcher, Origin), Acq> {
     // Until the config says otherwise, the whole provider fetch gets -fetch-timeout.
     let initial = fetch::Options {
         total_timeout: opts.fetch_timeout,
@@ -659,6 +876,7 @@ fn acquire(
     let fetcher = fetch::Fetcher::new(initial)
         .map_err(|e| Failure::new("creating the fetcher").caused_by(e))?;
 
+    let mut detail = None;
     let (raw, source) = match cmdline::fetch(&opts.cmdline, &fetcher) {
         Ok(Some(b)) => (Some(b), "cmdline".to_string()),
         Err(e) if e.needs_network() => {
@@ -669,6 +887,7 @@ fn acquire(
         Err(e) => {
             return Err(Acq::Failed(
                 Failure::new("fetching the config named on the kernel command line")
+                    .in_config(describe_user("cmdline", opts, None))
                     .caused_by(e)
                     .hint(format!(
                         "check {}, {} and {} in {}",
@@ -682,6 +901,7 @@ fn acquire(
         Ok(None) => match system::user_config(&opts.dirs) {
             Ok(Some(found)) => {
                 log::info!("using the user config {}", found.path.display());
+                detail = Some(found.path.display().to_string());
                 (Some(found.bytes), "system".to_string())
             }
             Err(e) => {
@@ -707,22 +927,32 @@ fn acquire(
                         return Err(Acq::NeedNet(format!("the config of platform {platform}")))
                     }
                     Err(e) => {
-                        return Err(Acq::Failed(
+                        let hint = match &e {
+                            providers::Error::Fetch(fe) => fetch_hint(fe),
+                            _ => None,
+                        };
+                        let mut f =
                             Failure::new(format!("fetching the config of platform {platform}"))
-                                .caused_by(e),
-                        ))
+                                .caused_by(e);
+                        if let Some(h) = hint {
+                            f = f.hint(h);
+                        }
+                        return Err(Acq::Failed(f));
                     }
                 }
             }
         },
     };
 
+    let user_desc = describe_user(&source, opts, detail.as_deref());
     let cfg = match raw {
         None => {
             log::info!("no config from {source}: using an empty config");
             Config::empty()
         }
-        Some(b) => match parse_config(&b, &format!("the user config from {source}"))? {
+        Some(b) => match parse_config(&b, &format!("the user config from {source}"))
+            .map_err(|f| f.in_config(user_desc.clone()))?
+        {
             Some(c) => {
                 log::info!("fetched user config from {source:?}");
                 c
@@ -739,57 +969,158 @@ fn acquire(
         referenced: false,
     });
 
-    let fetcher = configured_fetcher(base_opts, &cfg, &fetcher)?;
-    let (mut cfg, fetcher) = render(cfg, fetcher, base_opts, state, 0)?;
-    inline_cas(&mut cfg, &fetcher)?;
-    check_valid(&cfg, "merging configs")?;
+    let mut origin = Origin {
+        user: user_desc,
+        ..Origin::default()
+    };
+    let (cfg, fetcher) = render_all(cfg, &fetcher, base_opts, state, &mut origin)?;
     write_cache(&opts.config_cache, &cfg)?;
     log::info!("wrote the config cache {}", opts.config_cache.display());
+    Ok((cfg, fetcher, origin))
+}
+
+/// Renders a user config: its fetcher (timeouts, proxy, CAs), `replace`/`merge` followed,
+/// CA bundles inlined, the result validated. Failures name the config they are about.
+fn render_all(
+    cfg: Config,
+    fetcher: &fetch::Fetcher,
+    base_opts: &fetch::Options,
+    state: &mut State,
+    origin: &mut Origin,
+) -> Result<(Config, fetch::Fetcher), Acq> {
+    let user = origin.user.clone();
+    let fetcher = configured_fetcher(base_opts, &cfg, fetcher).map_err(|a| a.in_config(&user))?;
+    let mut r = Render {
+        base_opts,
+        state,
+        references: Vec::new(),
+    };
+    let rendered = r.render(cfg, fetcher, 0, &user);
+    origin.references = r.references;
+    let (mut cfg, fetcher) = rendered?;
+    let merged = origin.describe();
+    inline_cas(&mut cfg, &fetcher).map_err(|a| a.in_config(&merged))?;
+    check_valid(&cfg, "merging configs").map_err(|f| f.in_config(merged))?;
     Ok((cfg, fetcher))
 }
 
-/// Follows `ignition.config.replace` and `merge`, depth first, as Ignition does.
-fn render(
-    cfg: Config,
-    fetcher: fetch::Fetcher,
+/// A user config parsed and rendered from bytes given on the command line (`ember apply`,
+/// `ember plan`): nothing is written; referenced configs are fetched with `base_opts`.
+pub fn prepare(
+    raw: &[u8],
     base_opts: &fetch::Options,
-    state: &mut State,
-    depth: usize,
-) -> Result<(Config, fetch::Fetcher), Acq> {
-    if depth > MAX_RENDER_DEPTH {
-        return Err(Acq::Failed(
-            Failure::new("rendering referenced configs")
-                .at(JsonPath::root().key("ignition").key("config"))
-                .hint(format!(
-                    "configs reference each other more than {MAX_RENDER_DEPTH} levels deep; a config probably replaces or merges itself"
-                )),
-        ));
+    user: &str,
+) -> Result<(Config, fetch::Fetcher, Origin), Failure> {
+    let acq = |a: Acq| match a {
+        Acq::Failed(f) => f,
+        Acq::NeedNet(what) => Failure::new(format!("fetching {what}"))
+            .hint("the config needs the network, and --offline was given"),
+    };
+    let fetcher = fetch::Fetcher::new(base_opts.clone())
+        .map_err(|e| Failure::new("creating the fetcher").caused_by(e))?;
+    let cfg = match parse_config(raw, "the config").map_err(|f| f.in_config(user))? {
+        Some(c) => c,
+        None => {
+            return Err(Failure::new("parsing the config")
+                .hint("the config is empty")
+                .in_config(user))
+        }
+    };
+    let mut origin = Origin {
+        user: user.to_string(),
+        ..Origin::default()
+    };
+    let mut state = State::default();
+    let (cfg, fetcher) =
+        render_all(cfg, &fetcher, base_opts, &mut state, &mut origin).map_err(acq)?;
+    Ok((cfg, fetcher, origin))
+}
+
+/// Rendering's context: what every level needs, and what was fetched.
+struct Render<'a> {
+    base_opts: &'a fetch::Options,
+    state: &'a mut State,
+    references: Vec<Reference>,
+}
+
+impl Render<'_> {
+    /// Follows `ignition.config.replace` and `merge`, depth first, as Ignition does. `me`
+    /// names `cfg` in reports.
+    fn render(
+        &mut self,
+        cfg: Config,
+        fetcher: fetch::Fetcher,
+        depth: usize,
+        me: &str,
+    ) -> Result<(Config, fetch::Fetcher), Acq> {
+        if depth > MAX_RENDER_DEPTH {
+            return Err(Acq::Failed(
+                Failure::new("rendering referenced configs")
+                    .at(JsonPath::root().key("ignition").key("config"))
+                    .in_config(me)
+                    .hint(format!(
+                        "configs reference each other more than {MAX_RENDER_DEPTH} levels deep; a config probably replaces or merges itself"
+                    )),
+            ));
+        }
+        let cfg_path = JsonPath::root().key("ignition").key("config");
+        if cfg.ignition.config.replace.source_str().is_some() {
+            let (child, name) = self.fetch_child(
+                &cfg.ignition.config.replace,
+                &fetcher,
+                cfg_path.key("replace"),
+                depth,
+                me,
+            )?;
+            let fetcher = configured_fetcher(self.base_opts, &child, &fetcher)
+                .map_err(|a| a.in_config(&name))?;
+            return self.render(child, fetcher, depth + 1, &name);
+        }
+        if cfg.ignition.config.merge.is_empty() {
+            return Ok((cfg, fetcher));
+        }
+        let mut fetcher = fetcher;
+        let mut acc = cfg.clone();
+        for (i, r) in cfg.ignition.config.merge.iter().enumerate() {
+            let (child, name) =
+                self.fetch_child(r, &fetcher, cfg_path.key("merge").index(i), depth, me)?;
+            // The child's timeouts and CAs apply to everything fetched from here on.
+            fetcher = configured_fetcher(self.base_opts, &merge(&acc, &child), &fetcher)
+                .map_err(|a| a.in_config(&name))?;
+            let (child, f) = self.render(child, fetcher, depth + 1, &name)?;
+            fetcher = f;
+            acc = merge(&acc, &child);
+        }
+        Ok((acc, fetcher))
     }
-    let cfg_path = JsonPath::root().key("ignition").key("config");
-    if cfg.ignition.config.replace.source_str().is_some() {
-        let child = fetch_referenced(
-            &cfg.ignition.config.replace,
-            &fetcher,
-            state,
-            cfg_path.key("replace"),
-        )?;
-        let fetcher = configured_fetcher(base_opts, &child, &fetcher)?;
-        return render(child, fetcher, base_opts, state, depth + 1);
+
+    /// Fetches a referenced config; failures to fetch it are about `parent` (where the
+    /// reference is), failures to parse it about the child itself.
+    fn fetch_child(
+        &mut self,
+        r: &ConfigResource,
+        fetcher: &fetch::Fetcher,
+        at: JsonPath,
+        depth: usize,
+        parent: &str,
+    ) -> Result<(Config, String), Acq> {
+        let url = redact_url(r.source.as_deref().unwrap_or(""));
+        let name = format!("the referenced config {url}");
+        let (child, size) =
+            fetch_referenced(r, fetcher, self.state, at.clone()).map_err(|a| match a {
+                Acq::Failed(f) if f.operation.starts_with("parsing") => {
+                    Acq::Failed(f.or_in_config(|| name.clone()))
+                }
+                other => other.in_config(parent),
+            })?;
+        self.references.push(Reference {
+            at,
+            url,
+            depth: depth + 1,
+            size,
+        });
+        Ok((child, name))
     }
-    if cfg.ignition.config.merge.is_empty() {
-        return Ok((cfg, fetcher));
-    }
-    let mut fetcher = fetcher;
-    let mut acc = cfg.clone();
-    for (i, r) in cfg.ignition.config.merge.iter().enumerate() {
-        let child = fetch_referenced(r, &fetcher, state, cfg_path.key("merge").index(i))?;
-        // The child's timeouts and CAs apply to everything fetched from here on.
-        fetcher = configured_fetcher(base_opts, &merge(&acc, &child), &fetcher)?;
-        let (child, f) = render(child, fetcher, base_opts, state, depth + 1)?;
-        fetcher = f;
-        acc = merge(&acc, &child);
-    }
-    Ok((acc, fetcher))
 }
 
 /// Fetches and parses a referenced config (any supported spec version), checking its hash
@@ -799,7 +1130,7 @@ fn fetch_referenced(
     fetcher: &fetch::Fetcher,
     state: &mut State,
     path: JsonPath,
-) -> Result<Config, Acq> {
+) -> Result<(Config, usize), Acq> {
     let source = r.source.clone().unwrap_or_default();
     let shown = redact_url(&source);
     let what = format!("the config {shown} referenced at {path}");
@@ -828,6 +1159,7 @@ fn fetch_referenced(
             return Err(Acq::Failed(
                 Failure::new(format!("fetching {what}"))
                     .caused_by(fetch::Error::NotFound { url: shown })
+                    .hint("check the URL: the server has nothing there")
                     .at(path),
             ))
         }
@@ -843,7 +1175,7 @@ fn fetch_referenced(
     });
     log::info!("fetched referenced user config from {shown}");
     match parse_config(&bytes, &what) {
-        Ok(Some(c)) => Ok(c),
+        Ok(Some(c)) => Ok((c, bytes.len())),
         Ok(None) => Err(Acq::Failed(
             Failure::new(format!("parsing {what}"))
                 .caused_by(InvalidConfig {
@@ -996,6 +1328,8 @@ pub struct ApplyOptions {
     /// Fail instead of using the network.
     pub offline: bool,
     pub settings: Settings,
+    /// The config as reports name it ("the config /path/config.ign").
+    pub config_name: String,
 }
 
 impl ApplyOptions {
@@ -1012,6 +1346,7 @@ impl ApplyOptions {
             ignore_unsupported,
             offline,
             settings,
+            config_name: "the config given on the command line".into(),
         }
     }
 }
@@ -1075,30 +1410,10 @@ pub fn apply(opts: &ApplyOptions, raw: &[u8]) -> Result<(), Error> {
         offline: opts.offline,
         ..fetch::Options::default()
     };
-    let fetcher = fetch::Fetcher::new(base_opts.clone()).map_err(Error::Fetcher)?;
     let mut state = State::default();
-    let acq = |a: Acq| match a {
-        Acq::Failed(f) => f,
-        Acq::NeedNet(what) => Failure::new(format!("fetching {what}"))
-            .hint("the config needs the network, and --offline was given"),
-    };
-    let fetch_stage = Stage::Fetch;
-    let cfg = match parse_config(raw, "the config") {
-        Ok(Some(c)) => c,
-        Ok(None) => {
-            return Err(stage_err(
-                fetch_stage,
-                Failure::new("parsing the config").hint("the config is empty"),
-            ))
-        }
-        Err(f) => return Err(stage_err(fetch_stage, f)),
-    };
-    let fetcher = configured_fetcher(&base_opts, &cfg, &fetcher)
-        .map_err(|a| stage_err(fetch_stage, acq(a)))?;
-    let (mut cfg, fetcher) = render(cfg, fetcher, &base_opts, &mut state, 0)
-        .map_err(|a| stage_err(fetch_stage, acq(a)))?;
-    inline_cas(&mut cfg, &fetcher).map_err(|a| stage_err(fetch_stage, acq(a)))?;
-    check_valid(&cfg, "merging configs").map_err(|f| stage_err(fetch_stage, f))?;
+    let (mut cfg, fetcher, origin) =
+        prepare(raw, &base_opts, &opts.config_name).map_err(|f| stage_err(Stage::Fetch, f))?;
+    let described = origin.describe();
 
     let unsupported = unsupported_in_apply(&cfg);
     if !unsupported.is_empty() {
@@ -1109,7 +1424,8 @@ pub fn apply(opts: &ApplyOptions, raw: &[u8]) -> Result<(), Error> {
                     "applying the config to a directory tree: it asks for what only a boot can do: {}",
                     unsupported.join(", ")
                 ))
-                .hint("remove those entries, or pass --ignore-unsupported to skip them"),
+                .hint("remove those entries, or pass --ignore-unsupported to skip them")
+                .in_config(described),
             ));
         }
         for u in &unsupported {
@@ -1144,7 +1460,13 @@ pub fn apply(opts: &ApplyOptions, raw: &[u8]) -> Result<(), Error> {
             Stage::Umount => mount::run_umount(&mut ctx),
         };
         crate::logging::set_prefix(None);
-        r.map_err(|f| stage_err(stage, f))?;
+        r.map_err(|f| {
+            let f = match f.path {
+                Some(_) => f.or_in_config(|| described.clone()),
+                None => f,
+            };
+            stage_err(stage, f)
+        })?;
     }
     Ok(())
 }
@@ -1244,6 +1566,30 @@ mod tests {
     }
 
     #[test]
+    fn unit_text_quoted_by_the_parser_is_not_shown() {
+        let parsed = config::parse(
+            br#"{"ignition":{"version":"3.4.0"},"systemd":{"units":[{"name":"a.service","contents":"[Unit]hunter2\n"}]}}"#,
+        );
+        let e = parsed
+            .report
+            .ignition_entries()
+            .find(|e| e.code == "unit-content")
+            .expect("a unit-content finding");
+        let shown = e.ignition_line();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(
+            shown.ends_with("invalid unit content: found garbage after section name : <redacted>"),
+            "{shown}"
+        );
+        let err = parse_config(
+            br#"{"ignition":{"version":"3.4.0"},"systemd":{"units":[{"name":"a.service","contents":"[Unit]hunter2\n"}]}}"#,
+            "the config",
+        )
+        .unwrap_err();
+        assert!(!err.chain().contains("hunter2"), "{}", err.chain());
+    }
+
+    #[test]
     fn status_lists_failures_and_the_slowest_operations() {
         use super::super::oplog::OpRecord;
         let recs: Vec<OpRecord> = (1..=1000u32)
@@ -1273,21 +1619,5 @@ mod tests {
         assert_eq!(runs.len(), STATUS_MAX_RUNS);
         assert_eq!(runs[0]["n"], 3);
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn reports_carry_cause_path_and_hint() {
-        let f = Failure::new("writing file \"/etc/x\"")
-            .caused_by(std::io::Error::from_raw_os_error(13))
-            .at(JsonPath::root().key("storage").key("files").index(3))
-            .hint("check the owner");
-        let r = failure_report("files", &f);
-        assert!(
-            r.starts_with("ember: the files stage failed: Permission denied"),
-            "{r}"
-        );
-        assert!(r.contains("  operation: writing file \"/etc/x\"\n"), "{r}");
-        assert!(r.contains("  config:    $.storage.files.3\n"), "{r}");
-        assert!(r.contains("  hint:      check the owner\n"), "{r}");
     }
 }

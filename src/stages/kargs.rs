@@ -39,17 +39,19 @@ pub fn helper_args(should_exist: &[String], should_not_exist: &[String]) -> Vec<
     args
 }
 
-/// Runs the kargs stage.
-pub fn run(ctx: &mut Context) -> Result<(), Failure> {
+/// What the stage would run: `None` when there is nothing to do (no kernel arguments, or
+/// skipped in `ember apply --ignore-unsupported`), else the helper and its arguments. Checks
+/// what [`run`] checks before running it (mode, the helper exists); runs nothing.
+pub fn plan(ctx: &Context) -> Result<Option<(PathBuf, Vec<String>)>, Failure> {
     let ka = &ctx.config.kernel_arguments;
     if ka.should_exist.is_empty() && ka.should_not_exist.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let path = JsonPath::root().key("kernelArguments");
     if let Mode::Apply { ignore_unsupported } = ctx.settings.mode {
         if ignore_unsupported {
             log::warn!("ignoring {path}: kernel arguments cannot be changed on a directory tree");
-            return Ok(());
+            return Ok(None);
         }
         return Err(Failure::new("changing kernel arguments")
             .caused_by(Error::Unsupported)
@@ -57,24 +59,53 @@ pub fn run(ctx: &mut Context) -> Result<(), Failure> {
             .hint("remove kernelArguments, or pass --ignore-unsupported to skip them"));
     }
     let helper = &ctx.settings.kargs_helper;
-    let op = format!(
+    if !helper.exists() {
+        return Err(Failure::new(operation(ctx))
+            .caused_by(Error::HelperMissing {
+                path: helper.clone(),
+            })
+            .at(path)
+            .hint(format!(
+                "this distribution must install an executable at {} that is called as \
+                 `--should-exist ARG… --should-not-exist ARG…`, adds missing arguments, removes present \
+                 ones and reboots when it changed anything (set EMBER_KARGS_HELPER to use another path)",
+                helper.display()
+            )));
+    }
+    Ok(Some((
+        helper.clone(),
+        helper_args(&ka.should_exist, &ka.should_not_exist),
+    )))
+}
+
+fn operation(ctx: &Context) -> String {
+    let ka = &ctx.config.kernel_arguments;
+    format!(
         "updating kernel arguments ({} to ensure, {} to remove)",
         ka.should_exist.len(),
         ka.should_not_exist.len()
-    );
-    if !helper.exists() {
-        let o = ctx.ops.start(&op);
-        let e = Error::HelperMissing {
-            path: helper.clone(),
-        };
-        o.fail(&e);
-        return Err(Failure::new(op).caused_by(e).at(path).hint(format!(
-            "this distribution must install an executable at {} that is called as \
-             `--should-exist ARG… --should-not-exist ARG…`, adds missing arguments, removes present \
-             ones and reboots when it changed anything (set EMBER_KARGS_HELPER to use another path)",
-            helper.display()
-        )));
-    }
+    )
+}
+
+/// Runs the kargs stage.
+pub fn run(ctx: &mut Context) -> Result<(), Failure> {
+    let ka = &ctx.config.kernel_arguments;
+    let path = JsonPath::root().key("kernelArguments");
+    let op = operation(ctx);
+    let helper = match plan(ctx) {
+        Ok(None) => return Ok(()),
+        Ok(Some((helper, _))) => helper,
+        Err(f) => {
+            if f.source.as_deref().is_some_and(|e| e.is::<Error>())
+                && matches!(ctx.settings.mode, Mode::Boot)
+            {
+                // The helper is missing: an operation that failed, for the log and status.
+                let o = ctx.ops.start(&op);
+                o.fail(&f.root_cause());
+            }
+            return Err(f);
+        }
+    };
     let cmd = Command::new(helper).args(helper_args(&ka.should_exist, &ka.should_not_exist));
     ctx.ops.run(&op, || cmd.run()).map(|_| ()).map_err(|e| {
         Failure::new(op.clone())

@@ -15,7 +15,9 @@ pub mod files;
 pub mod kargs;
 pub mod mount;
 pub mod oplog;
+pub mod report;
 pub mod state;
+pub mod webhook;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -149,6 +151,9 @@ pub struct Failure {
     pub path: Option<JsonPath>,
     /// How to fix it, where Ember knows.
     pub hint: Option<String>,
+    /// Which config `path` is in (or which config was being handled): "the user config from
+    /// …", a referenced config's redacted URL, a base config file. Set by the engine.
+    pub config: Option<String>,
     pub source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
@@ -158,6 +163,7 @@ impl Failure {
             operation: operation.into(),
             path: None,
             hint: None,
+            config: None,
             source: None,
         }
     }
@@ -174,6 +180,20 @@ impl Failure {
 
     pub fn hint(mut self, h: impl Into<String>) -> Self {
         self.hint = Some(h.into());
+        self
+    }
+
+    /// Names the config the failure is about (see [`Failure::config`]).
+    pub fn in_config(mut self, c: impl Into<String>) -> Self {
+        self.config = Some(c.into());
+        self
+    }
+
+    /// Names the config unless one is named already (an inner step knew better).
+    pub fn or_in_config(mut self, c: impl FnOnce() -> String) -> Self {
+        if self.config.is_none() {
+            self.config = Some(c());
+        }
         self
     }
 

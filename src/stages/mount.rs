@@ -163,17 +163,12 @@ fn record(ctx: &mut Context, created: &[String]) {
     }
 }
 
-fn mount_one(
-    e: &Entry,
-    root: &Path,
-    resolver: &mut Resolver,
-    opts: &Options,
-    created: &mut Vec<String>,
-) -> Result<(), Error> {
-    // Every existing component must be a directory; create the missing ones.
+/// The components of the mount path that do not exist yet, outermost first (host path,
+/// in-root path); an existing component that is not a directory is an error.
+fn missing_dirs(e: &Entry, root: &Path) -> Result<Vec<(PathBuf, String)>, Error> {
     let mut cur = root.to_path_buf();
     let mut inner = PathBuf::from("/");
-    let mut missing = false;
+    let mut missing = Vec::new();
     for c in e
         .inner
         .components()
@@ -181,7 +176,7 @@ fn mount_one(
     {
         cur.push(c);
         inner.push(c);
-        if !missing {
+        if missing.is_empty() {
             match fs::symlink_metadata(&cur) {
                 Ok(m) if m.is_dir() => continue,
                 Ok(_) => {
@@ -190,7 +185,7 @@ fn mount_one(
                         component: cur.clone(),
                     })
                 }
-                Err(err) if err.kind() == std::io::ErrorKind::NotFound => missing = true,
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
                 Err(source) => {
                     return Err(Error::Stat {
                         path: cur.clone(),
@@ -199,13 +194,72 @@ fn mount_one(
                 }
             }
         }
+        missing.push((cur.clone(), inner.to_string_lossy().into_owned()));
+    }
+    Ok(missing)
+}
+
+/// A mount the mount stage would make (for `ember plan`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedMount {
+    /// `$.storage.filesystems.N`.
+    pub path: JsonPath,
+    /// As configured.
+    pub device: String,
+    pub format: String,
+    /// `<root>/<path>`.
+    pub target: PathBuf,
+    pub options: Vec<String>,
+    /// Directories the stage would create, as paths inside the root, outermost first.
+    pub create_dirs: Vec<String>,
+    /// What is mounted at the target now, if anything (`Some(true)`: the same device).
+    pub mounted_now: Option<bool>,
+}
+
+/// What the mount stage would mount, in its order, with its checks of the mount paths; writes
+/// nothing and waits for no device (the disks stage may make them).
+pub fn plan(config: &crate::config::Config, root: &Path) -> Result<Vec<PlannedMount>, Failure> {
+    let mut out = Vec::new();
+    for e in entries(config, root) {
+        let desc = format!("mounting {} at {}", e.fs.device, e.target.display());
+        let missing = missing_dirs(&e, root)
+            .map_err(|err| Failure::new(desc).at(fs_path(e.index)).caused_by(err))?;
+        let mounted_now = fs::canonicalize(&e.target).ok().and_then(|real| {
+            let m = mounts::mountinfo().ok()?;
+            let here = m.iter().rev().find(|m| m.mount_point == real)?;
+            let same = blockdev::device_number(Path::new(&e.fs.device))
+                .is_ok_and(|(ma, mi)| here.major == ma && here.minor == mi);
+            Some(same)
+        });
+        out.push(PlannedMount {
+            path: fs_path(e.index),
+            device: e.fs.device.clone(),
+            format: e.fs.format.clone().unwrap_or_default(),
+            target: e.target.clone(),
+            options: e.fs.mount_options.clone(),
+            create_dirs: missing.into_iter().map(|(_, inner)| inner).collect(),
+            mounted_now,
+        });
+    }
+    Ok(out)
+}
+
+fn mount_one(
+    e: &Entry,
+    root: &Path,
+    resolver: &mut Resolver,
+    opts: &Options,
+    created: &mut Vec<String>,
+) -> Result<(), Error> {
+    // Every existing component must be a directory; create the missing ones.
+    for (cur, inner) in missing_dirs(e, root)? {
         let mkdir_err = |source| Error::Mkdir {
             path: cur.clone(),
             source,
         };
         fs::create_dir(&cur).map_err(mkdir_err)?;
         fs::set_permissions(&cur, fs::Permissions::from_mode(0o755)).map_err(mkdir_err)?;
-        created.push(inner.to_string_lossy().into_owned());
+        created.push(inner);
     }
 
     let node = resolver

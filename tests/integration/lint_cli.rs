@@ -678,8 +678,17 @@ fn secrets_are_never_printed() {
         "{}",
         r.stdout
     );
-    // ignition-validate prints Ignition's messages unchanged (it is a drop-in), but no source.
+    // ignition-validate prints Ignition's messages (it is a drop-in), but no source, and not
+    // the unit text that one of them quotes.
     let r = validate_src(warnings.as_bytes());
+    assert!(!r.stdout.contains("S3CRET"), "{}", r.stdout);
+    let r = validate_src(errors.as_bytes());
+    assert!(
+        r.stdout
+            .contains("invalid unit content: found garbage after section name : <redacted>"),
+        "{}",
+        r.stdout
+    );
     assert!(!r.stdout.contains("S3CRET"), "{}", r.stdout);
 }
 

@@ -4,6 +4,7 @@ mod config_rules;
 mod config_schema;
 mod config_versions;
 mod disks_stage;
+mod failure_report;
 mod fetch;
 mod files_stage;
 mod harness;
@@ -11,9 +12,12 @@ mod initramfs;
 mod lint_cli;
 mod lint_support;
 mod passwd;
+mod plan;
 mod providers;
 mod rootfs;
 mod runner;
+mod secrets;
+mod status;
 // The QEMU boot tests live in qemu-tests/ (their harness, scenarios, kernel script and test
 // init); they are part of this one test binary.
 #[path = "../../qemu-tests/harness.rs"]

@@ -292,6 +292,21 @@ pub fn plan(ctx: &Context, opts: &Options) -> Result<Plan, Failure> {
     planner::plan_with(ctx, opts, &mut resolver, &mut Timings::default())
 }
 
+/// What a disk holds now: see [`current_layout`].
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub sector_size: u64,
+    pub bytes: u64,
+    pub has_gpt: bool,
+    /// Each GPT partition, with the filesystem (or other signature) found on it.
+    pub partitions: Vec<(gpt::Partition, Option<Found>)>,
+}
+
+/// Reads a disk's partitions and what is on each, without writing (for `ember plan`).
+pub fn current_layout(node: &std::path::Path) -> Result<Layout, Error> {
+    planner::current_layout(node)
+}
+
 fn storage_path(section: &str, i: usize) -> JsonPath {
     JsonPath::root().key("storage").key(section).index(i)
 }

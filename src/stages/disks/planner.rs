@@ -139,6 +139,35 @@ pub(super) fn open_fresh(node: &Path, device: &str) -> Result<BlockDevice, Error
     Ok(dev)
 }
 
+/// What a disk holds now (for `ember plan`'s evidence): its logical sector size, and its GPT's
+/// partitions with what a probe finds on each (read at its place on the disk). `None` for the
+/// table when the disk has no GPT (or one that cannot be read).
+pub(super) fn current_layout(node: &Path) -> Result<super::Layout, Error> {
+    let device = node.display().to_string();
+    let dev_err = |source| Error::Device {
+        device: device.clone(),
+        source,
+    };
+    let mut dev = open_fresh(node, &device)?;
+    let ss = u64::from(dev.logical_sector_size().map_err(dev_err)?);
+    let bytes = dev.size_bytes().map_err(dev_err)?;
+    let table = gpt::read(dev.file_mut(), ss).ok().flatten();
+    let mut partitions = Vec::new();
+    if let Some(t) = &table {
+        for p in t.partitions() {
+            let mut w = Window::new(dev.file(), p.start * ss, p.size() * ss);
+            let found = inspect(&mut w, &device).ok().and_then(|i| i.found);
+            partitions.push((p.clone(), found));
+        }
+    }
+    Ok(super::Layout {
+        sector_size: ss,
+        bytes,
+        has_gpt: table.is_some(),
+        partitions,
+    })
+}
+
 /// Inspects the device at `node`.
 pub(super) fn inspect_node(node: &Path, device: &str) -> Result<Inspection, Error> {
     let dev = open_fresh(node, device)?;
@@ -293,7 +322,24 @@ impl Planner<'_> {
         let nodes = self
             .resolver
             .wait_nodes(&paths, self.opts.device_timeout)
-            .map_err(|e| Failure::new("waiting for the disks").caused_by(Error::Wait(e)));
+            .map_err(|e| {
+                // The disk entry whose device is missing (or ambiguous).
+                let missing = match &e {
+                    WaitError::Timeout { path, .. } | WaitError::Ambiguous { path, .. } => {
+                        path.clone()
+                    }
+                };
+                let at = storage.disks.iter().position(|d| d.device == missing);
+                let e = Error::Wait(e);
+                let mut f = Failure::new("waiting for the disks");
+                if let Some(h) = hint_for(&e) {
+                    f = f.hint(h);
+                }
+                if let Some(i) = at {
+                    f = f.at(storage_path("disks", i).key("device"));
+                }
+                f.caused_by(e)
+            });
         self.waited += started.elapsed();
         let nodes = nodes?;
         for (i, (disk, node)) in storage.disks.iter().zip(&nodes).enumerate() {

@@ -88,7 +88,60 @@ struct Entry<'c> {
     action: &'static str,
 }
 
+/// Where a file's contents come from, as a plan shows it (never the contents).
+fn contents_of(r: &Resource) -> String {
+    match r.source_str() {
+        None | Some("") => "empty".into(),
+        Some(s) if s.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("data:")) => {
+            "inline data".into()
+        }
+        Some(s) => crate::providers::cmdline::redact_url(s),
+    }
+}
+
 impl Entry<'_> {
+    fn plan_line(&self) -> super::PlanLine {
+        let p = self.path.display();
+        let noun = self.kind.noun();
+        let mut what = match (self.action, self.kind) {
+            ("replace", Kind::Dir(_)) => format!(
+                "REPLACE {p} with a directory: DELETES what is there now, with everything below it"
+            ),
+            ("replace", _) => format!("OVERWRITE {noun} {p}"),
+            ("update", _) => format!("keep {noun} {p}"),
+            ("append to", _) => format!("append to file {p}"),
+            (a, _) => format!("{a} {noun} {p}"),
+        };
+        match self.kind {
+            Kind::File(f) => {
+                if self.action != "update" && self.action != "append to" {
+                    what.push_str(&format!(", contents: {}", contents_of(&f.contents)));
+                }
+                if !f.append.is_empty() {
+                    let srcs: Vec<String> = f.append.iter().map(contents_of).collect();
+                    what.push_str(&format!(", appending: {}", srcs.join(", ")));
+                }
+                if let Some(m) = f.mode {
+                    what.push_str(&format!(", mode {m:04o}"));
+                }
+            }
+            Kind::Dir(d) => {
+                if let Some(m) = d.mode {
+                    what.push_str(&format!(", mode {m:04o}"));
+                }
+            }
+            Kind::Link(l) => {
+                what.push_str(&format!(" -> {:?}", l.target.as_deref().unwrap_or("")));
+            }
+        }
+        let line = super::PlanLine::new(what, Some(self.json_path()));
+        if self.action == "replace" {
+            line.destructive()
+        } else {
+            line
+        }
+    }
+
     fn json_path(&self) -> JsonPath {
         entry_path("storage", self.kind.list(), self.index)
     }
@@ -114,6 +167,11 @@ pub struct Plan<'c> {
 }
 
 impl Plan<'_> {
+    /// The plan, one line per entry, in the order the entries are written.
+    pub fn lines(&self) -> Vec<super::PlanLine> {
+        self.entries.iter().map(Entry::plan_line).collect()
+    }
+
     pub fn log(&self) {
         for e in &self.entries {
             log::info!(

@@ -47,19 +47,33 @@ fn needs_network(l: &Luks) -> bool {
 /// What will be written, for the log.
 #[derive(Debug, Default)]
 pub struct Plan {
-    volumes: Vec<String>,
+    volumes: Vec<super::PlanLine>,
 }
 
 impl Plan {
     pub fn log(&self) {
         for v in &self.volumes {
-            log::info!("plan: {v}");
+            match &v.path {
+                Some(p) => log::info!("plan: {} ({p})", v.action),
+                None => log::info!("plan: {}", v.action),
+            }
         }
+    }
+
+    /// The plan, one line per action.
+    pub fn lines(self) -> Vec<super::PlanLine> {
+        self.volumes
     }
 }
 
 /// Checks names, devices and that the disks stage left a key for each volume that needs one.
 pub fn plan(cfg: &Config, state: &State) -> Result<Plan, Failure> {
+    plan_with(cfg, Some(state))
+}
+
+/// [`plan`]; without a state (`ember plan`, before the disks stage made any key) the keys are
+/// not looked for.
+pub fn plan_with(cfg: &Config, state: Option<&State>) -> Result<Plan, Failure> {
     let mut plan = Plan::default();
     for (i, l) in cfg.storage.luks.iter().enumerate() {
         let jp = entry_path("storage", "luks", i);
@@ -79,19 +93,21 @@ pub fn plan(cfg: &Config, state: &State) -> Result<Plan, Failure> {
             ));
         }
         if !has_clevis(l) {
-            if !state.luks_persist_key_files.contains_key(&l.name) {
+            if state.is_some_and(|s| !s.luks_persist_key_files.contains_key(&l.name)) {
                 return Err(failure(
                     &op,
                     Some(jp),
                     Error::MissingLuksKey(l.name.clone()),
                 ));
             }
-            plan.volumes
-                .push(format!("write key file {KEY_DIR}/{} ({jp})", l.name));
+            plan.volumes.push(super::PlanLine::new(
+                format!("write key file {KEY_DIR}/{}", l.name),
+                Some(jp.clone()),
+            ));
         }
-        plan.volumes.push(format!(
-            "append the line of {:?} to {CRYPTTAB} ({jp})",
-            l.name
+        plan.volumes.push(super::PlanLine::new(
+            format!("append the line of {:?} to {CRYPTTAB}", l.name),
+            Some(jp),
         ));
     }
     Ok(plan)

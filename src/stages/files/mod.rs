@@ -217,6 +217,76 @@ fn supported(
     }
 }
 
+/// One line of the files stage's plan, for `ember plan`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanLine {
+    /// What will be done, e.g. `create file /etc/motd (contents: inline data)`; paths and
+    /// names only, never contents.
+    pub action: String,
+    /// The config entry it comes from.
+    pub path: Option<JsonPath>,
+    /// Whether something already in the target is lost (an overwritten file, a replaced
+    /// directory, a deleted user).
+    pub destructive: bool,
+}
+
+impl PlanLine {
+    pub(crate) fn new(action: impl Into<String>, path: Option<JsonPath>) -> Self {
+        PlanLine {
+            action: action.into(),
+            path,
+            destructive: false,
+        }
+    }
+
+    pub(crate) fn destructive(mut self) -> Self {
+        self.destructive = true;
+        self
+    }
+}
+
+/// What the files stage would do, in its order, with the checks [`run`] makes before writing;
+/// writes nothing. LUKS keys are not looked for (the disks stage hands them over when it runs).
+pub fn plan(ctx: &Context) -> Result<Vec<PlanLine>, Failure> {
+    let root =
+        Root::open(ctx.root).map_err(|e| failure("opening the target root", None, Error::Fs(e)))?;
+    let cfg = ctx.config;
+    let passwd_present = !cfg.passwd.users.is_empty() || !cfg.passwd.groups.is_empty();
+    let do_passwd = supported(
+        ctx,
+        passwd_present,
+        "users and groups",
+        JsonPath::root().key("passwd"),
+    )? == Support::Do;
+    let do_luks = supported(
+        ctx,
+        !cfg.storage.luks.is_empty(),
+        "LUKS volumes",
+        JsonPath::root().key("storage").key("luks"),
+    )? == Support::Do;
+    let users_plan = if do_passwd {
+        users::plan(&root, cfg)?
+    } else {
+        users::Plan::default()
+    };
+    let mut owners = owners::Owners::new(&root);
+    let mut lines = Vec::new();
+    if do_passwd {
+        lines.extend(users::plan_lines(&root, cfg, &mut owners, ctx.settings)?);
+    }
+    let entries_plan = entries::plan(&root, cfg, ctx.fetcher, &mut owners, &users_plan)?;
+    lines.extend(entries_plan.lines());
+    lines.extend(units::plan(&root, cfg)?.lines());
+    if do_luks && ctx.settings.mode == Mode::Boot {
+        lines.extend(luks::plan_with(cfg, None)?.lines());
+    }
+    if let (Some(path), Mode::Boot) = (&ctx.settings.result_file, ctx.settings.mode) {
+        let r = result::plan(&root, path, ctx.settings, ctx.state)?;
+        lines.push(r.line());
+    }
+    Ok(lines)
+}
+
 /// Runs the files stage.
 pub fn run(ctx: &mut Context) -> Result<(), Failure> {
     let started = std::time::Instant::now();

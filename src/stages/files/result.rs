@@ -58,7 +58,16 @@ pub struct Plan {
 
 impl Plan {
     pub fn log(&self) {
-        log::info!("plan: write the result file {}", self.path.display());
+        log::info!("plan: {}", self.line().action);
+    }
+
+    /// The plan's one line.
+    pub fn line(&self) -> super::PlanLine {
+        let mut what = format!("write the result file {}", self.path.display());
+        if self.report.previous_report.is_some() {
+            what.push_str(" (one exists: this system was provisioned before)");
+        }
+        super::PlanLine::new(what, None)
     }
 }
 

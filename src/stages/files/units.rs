@@ -65,14 +65,27 @@ pub fn split_instance(name: &str) -> Option<(String, &str)> {
 /// What the units step will do, for the log.
 #[derive(Debug, Default)]
 pub struct Plan {
-    lines: Vec<String>,
+    lines: Vec<super::PlanLine>,
 }
 
 impl Plan {
     pub fn log(&self) {
         for l in &self.lines {
-            log::info!("plan: {l}");
+            match &l.path {
+                Some(p) => log::info!("plan: {} ({p})", l.action),
+                None => log::info!("plan: {}", l.action),
+            }
         }
+    }
+
+    /// The plan, one line per action.
+    pub fn lines(self) -> Vec<super::PlanLine> {
+        self.lines
+    }
+
+    fn push(&mut self, action: String, path: &JsonPath) {
+        self.lines
+            .push(super::PlanLine::new(action, Some(path.clone())));
     }
 }
 
@@ -106,10 +119,10 @@ pub fn plan(root: &Root, cfg: &Config) -> Result<Plan, Failure> {
                 ));
             }
             if d.contents.is_some() {
-                plan.lines.push(format!(
-                    "write drop-in {UNIT_DIR}/{}.d/{} ({jp})",
-                    u.name, d.name
-                ));
+                plan.push(
+                    format!("write drop-in {UNIT_DIR}/{}.d/{}", u.name, d.name),
+                    &jp.key("dropins").index(k),
+                );
             }
         }
         let path = unit_path(&u.name);
@@ -135,21 +148,24 @@ pub fn plan(root: &Root, cfg: &Config) -> Result<Plan, Failure> {
             }
         }
         if has_contents(u) {
-            plan.lines.push(format!("write unit {path} ({jp})"));
+            let exists = current.is_some_and(|c| c.is_file());
+            if exists {
+                plan.lines.push(
+                    super::PlanLine::new(format!("OVERWRITE unit {path}"), Some(jp.clone()))
+                        .destructive(),
+                );
+            } else {
+                plan.push(format!("write unit {path}"), &jp);
+            }
         }
         match u.mask {
-            Some(true) => plan.lines.push(format!("mask {} ({jp})", u.name)),
-            Some(false) => plan
-                .lines
-                .push(format!("unmask {} if masked ({jp})", u.name)),
+            Some(true) => plan.push(format!("mask {}", u.name), &jp),
+            Some(false) => plan.push(format!("unmask {} if masked", u.name), &jp),
             None => {}
         }
         match u.enabled {
-            Some(true) => plan.lines.push(format!("preset: enable {} ({jp})", u.name)),
-            Some(false) => plan.lines.push(format!(
-                "preset: disable {} if it is enabled ({jp})",
-                u.name
-            )),
+            Some(true) => plan.push(format!("preset: enable {}", u.name), &jp),
+            Some(false) => plan.push(format!("preset: disable {} if it is enabled", u.name), &jp),
             None => {}
         }
     }

@@ -156,6 +156,90 @@ impl Plan {
     }
 }
 
+/// The passwd step's plan for `ember plan`: each group and user created, modified or deleted
+/// (by what the target's account files hold now), password and SSH keys by count only.
+pub fn plan_lines(
+    root: &Root,
+    cfg: &Config,
+    owners: &mut owners::Owners,
+    settings: &Settings,
+) -> Result<Vec<super::PlanLine>, Failure> {
+    use super::PlanLine;
+    let mut out = Vec::new();
+    for (i, g) in cfg.passwd.groups.iter().enumerate() {
+        let jp = entry_path("passwd", "groups", i);
+        let exists = owners
+            .gid(&g.name)
+            .map_err(|e| failure("looking up a group", Some(jp.clone()), e))?
+            .is_some();
+        out.push(match (g.should_exist != Some(false), exists) {
+            (true, false) => PlanLine::new(format!("create group {:?}", g.name), Some(jp)),
+            (true, true) => PlanLine::new(format!("modify group {:?}", g.name), Some(jp)),
+            (false, true) => {
+                PlanLine::new(format!("DELETE group {:?}", g.name), Some(jp)).destructive()
+            }
+            (false, false) => PlanLine::new(
+                format!("nothing to do: group {:?} is absent as required", g.name),
+                Some(jp),
+            ),
+        });
+    }
+    for (i, u) in cfg.passwd.users.iter().enumerate() {
+        let jp = entry_path("passwd", "users", i);
+        let exists = owners
+            .uid(&u.name)
+            .map_err(|e| failure("looking up a user", Some(jp.clone()), e))?
+            .is_some();
+        let mut what = match (u.should_exist != Some(false), exists) {
+            (true, false) => format!("create user {:?}", u.name),
+            (true, true) => format!("modify user {:?}", u.name),
+            (false, true) => {
+                // userdel --remove: the home directory and the mail spool go too.
+                let home = passwd::lookup_user(root, &u.name)
+                    .ok()
+                    .flatten()
+                    .map(|i| format!(" {}", i.home))
+                    .unwrap_or_default();
+                out.push(
+                    PlanLine::new(
+                        format!(
+                            "DELETE user {:?} with its home directory{home} and mail spool",
+                            u.name
+                        ),
+                        Some(jp),
+                    )
+                    .destructive(),
+                );
+                continue;
+            }
+            (false, false) => {
+                out.push(PlanLine::new(
+                    format!("nothing to do: user {:?} is absent as required", u.name),
+                    Some(jp),
+                ));
+                continue;
+            }
+        };
+        if u.password_hash.is_some() {
+            what.push_str(", set its password hash");
+        }
+        if !u.ssh_authorized_keys.is_empty() {
+            let n = u.ssh_authorized_keys.len();
+            let file = if settings.write_authorized_keys_fragment {
+                "~/.ssh/authorized_keys.d/ignition"
+            } else {
+                "~/.ssh/authorized_keys"
+            };
+            what.push_str(&format!(
+                ", write {n} SSH key{} to {file}",
+                if n == 1 { "" } else { "s" }
+            ));
+        }
+        out.push(PlanLine::new(what, Some(jp)));
+    }
+    Ok(out)
+}
+
 /// The name an error of the passwd module is about, to find the config entry.
 fn error_subject(e: &passwd::Error) -> Option<&str> {
     use passwd::Error as P;
