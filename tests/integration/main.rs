@@ -24,3 +24,5 @@ mod status;
 mod qemu_harness;
 #[path = "../../qemu-tests/scenarios.rs"]
 mod qemu_scenarios;
+#[path = "../../qemu-tests/scenarios_disk.rs"]
+mod qemu_scenarios_disk;
