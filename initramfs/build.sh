@@ -101,13 +101,17 @@ for name in usr/bin/ember usr/bin/ignition usr/sbin/modprobe; do
 done
 
 # --- kernel modules ---------------------------------------------------------------------
-# Loaded at boot (when present in this kernel): disk controllers, NICs, fw_cfg.
-boot_modules=(
-  virtio_pci virtio_blk virtio_scsi virtio_net sd_mod sr_mod nvme ahci ata_piix
+# Drivers: Ember loads each one at boot when the machine has its device (matching the
+# device's modalias in sysfs against modules.alias): disk controllers, NICs, fw_cfg.
+driver_modules=(
+  virtio_pci virtio_blk virtio_scsi virtio_net nvme ahci ata_piix
   e1000 e1000e qemu_fw_cfg virtio_rng
   # clouds: AWS (ena, nvme), Azure/Hyper-V, VMware, Xen
   ena hv_vmbus hv_storvsc hv_netvsc hv_utils vmw_pvscsi vmxnet3 xen_blkfront xen_netfront
 )
+# Loaded at every boot (listed in /etc/ember/modules): the SCSI disk and CD-ROM drivers, whose
+# devices a controller finds only after its own driver's probe has returned.
+boot_modules=(sd_mod sr_mod)
 # Shipped and loaded on demand (the kernel asks /sbin/modprobe for fs-*, crypto-*, ...;
 # the disks stage asks for md and dm).
 demand_modules=(
@@ -146,7 +150,7 @@ is_builtin() {
 srcdir="$(dirname "$deptab")"
 declare -A shipped=()
 ship_module() { # name -> copies it and its dependencies; returns 1 when unknown
-  local name="${1//-/_}" line path deps d
+  local name="${1//-/_}" line path deps d m
   [ -n "${shipped[$name]:-}" ] && return 0
   line="$(awk -F'\t' -v m="$name" '$1 == m { print; exit }' "$work/modtab")"
   if [ -z "$line" ]; then
@@ -181,7 +185,7 @@ loaded=()
 for m in "${boot_modules[@]}" "${extra_modules[@]}"; do
   if ship_module "$m"; then loaded+=("${m//-/_}"); else warn "kernel module $m not found for $kver: skipped"; fi
 done
-for m in "${demand_modules[@]}"; do
+for m in "${driver_modules[@]}" "${demand_modules[@]}"; do
   ship_module "$m" || warn "kernel module $m not found for $kver: skipped"
 done
 
@@ -222,7 +226,8 @@ if [ -f "$srcdir/modules.softdep" ]; then
 fi
 [ -f "$builtin" ] && cp "$builtin" "$mdst/modules.builtin"
 {
-  echo "# Kernel modules Ember loads at boot (one per line); see docs/boot.md."
+  echo "# Kernel modules Ember loads at every boot, besides the drivers of the devices found"
+  echo "# (one per line); see docs/boot.md."
   printf '%s\n' "${loaded[@]}"
 } > etc/ember/modules
 echo "$kver" > etc/ember/kernel
@@ -324,4 +329,4 @@ find . -mindepth 1 | sed 's|^\./||' | sort \
   | "${squeeze[@]}" > "$tmp_out"
 mv -f "$tmp_out" "$out"
 echo "build.sh: $out: $(stat -c %s "$out") bytes ($compress), kernel $kver," \
-  "${#shipped[@]} modules (${#loaded[@]} loaded at boot)" >&2
+  "${#shipped[@]} modules (${#loaded[@]} loaded at every boot, drivers when their device is there)" >&2

@@ -227,6 +227,17 @@ pub fn initramfs(k: &Kernel) -> PathBuf {
     .clone()
 }
 
+/// The same with busybox (`build.sh --busybox`): a shell for the failure path.
+pub fn initramfs_with_shell(k: &Kernel) -> PathBuf {
+    static IMG: OnceLock<PathBuf> = OnceLock::new();
+    IMG.get_or_init(|| {
+        let out = work_dir().join(format!("initramfs-{}-busybox.img", k.version));
+        build_initramfs(&ember_binary(), k, &out, &["--busybox"]);
+        out
+    })
+    .clone()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Images
 
@@ -412,14 +423,13 @@ impl Vm {
         self
     }
 
-    /// The full QEMU command line (for logs and the demo).
-    pub fn command(&self, console: &Path) -> Command {
+    /// The QEMU command line; the serial console is QEMU's standard input and output.
+    pub fn command(&self) -> Command {
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args(["-machine", "q35", "-accel", "tcg", "-cpu", "max", "-m"])
             .arg(self.memory_mib.to_string())
             .args(["-display", "none", "-no-reboot", "-monitor", "none"])
-            .arg("-serial")
-            .arg(format!("file:{}", console.display()))
+            .args(["-serial", "stdio"])
             .arg("-kernel")
             .arg(&self.kernel)
             .arg("-initrd")
@@ -434,23 +444,73 @@ impl Vm {
     }
 
     /// Boots and waits until QEMU exits (the guest powered off or rebooted) or `timeout`
-    /// passes (QEMU is killed then).  The console is kept in `dir`.
+    /// passes (QEMU is killed then).  The console is also saved in `dir`.
     pub fn boot(&self, dir: &TempDir, timeout: Duration) -> Boot {
+        self.boot_typing(dir, timeout, &[])
+    }
+
+    /// [`Vm::boot`], typing on the serial console: each `(wait_for, text)` in turn, `text` is
+    /// sent once the console shows `wait_for` (after where the previous one was seen).
+    pub fn boot_typing(&self, dir: &TempDir, timeout: Duration, input: &[(&str, &str)]) -> Boot {
+        use std::io::{Read, Write};
         use std::sync::atomic::{AtomicU32, Ordering};
+        use std::sync::Arc;
         static N: AtomicU32 = AtomicU32::new(0);
-        let console = dir
+        let saved = dir
             .path()
             .join(format!("console-{}.log", N.fetch_add(1, Ordering::Relaxed)));
         let _one_at_a_time = boot_lock();
-        let mut cmd = self.command(&console);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::null())
+        let mut cmd = self.command();
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let started = Instant::now();
-        let child = cmd.spawn().expect("starting qemu-system-x86_64");
+        let mut child = cmd.spawn().expect("starting qemu-system-x86_64");
+        let mut stdin = child.stdin.take();
+        let console = Arc::new(Mutex::new(Vec::<u8>::new()));
+        let reader = {
+            let mut out = child.stdout.take().expect("qemu's stdout");
+            let console = console.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = out.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    if let Ok(mut c) = console.lock() {
+                        c.extend_from_slice(&buf[..n]);
+                    }
+                }
+            })
+        };
+        let err_reader = {
+            let mut err = child.stderr.take().expect("qemu's stderr");
+            std::thread::spawn(move || {
+                let mut s = String::new();
+                let _ = err.read_to_string(&mut s);
+                s
+            })
+        };
         let mut guard = KillOnDrop(Some(child));
         let deadline = started + timeout;
+        let (mut next, mut from) = (0usize, 0usize);
         let exited = loop {
+            if let Some((wait_for, text)) = input.get(next) {
+                let seen = console.lock().map(|c| {
+                    c[from..]
+                        .windows(wait_for.len().max(1))
+                        .position(|w| w == wait_for.as_bytes())
+                        .map(|i| from + i + wait_for.len())
+                });
+                if let Ok(Some(end)) = seen {
+                    if let Some(w) = stdin.as_mut() {
+                        let _ = w.write_all(text.as_bytes()).and_then(|_| w.flush());
+                    }
+                    next += 1;
+                    from = end;
+                    continue;
+                }
+            }
             let c = guard.0.as_mut().expect("qemu is running");
             match c.try_wait() {
                 Ok(Some(_)) => break true,
@@ -464,15 +524,13 @@ impl Vm {
             let _ = child.kill();
         }
         let _ = child.wait();
-        let mut qemu_stderr = String::new();
-        if let Some(mut err) = child.stderr.take() {
-            use std::io::Read;
-            let _ = err.read_to_string(&mut qemu_stderr);
-        }
+        drop(stdin);
+        let _ = reader.join();
+        let qemu_stderr = err_reader.join().unwrap_or_default();
+        let bytes = console.lock().map(|c| c.clone()).unwrap_or_default();
+        let _ = std::fs::write(&saved, &bytes);
         Boot {
-            console: std::fs::read_to_string(&console)
-                .unwrap_or_default()
-                .replace('\r', ""),
+            console: String::from_utf8_lossy(&bytes).replace('\r', ""),
             qemu_stderr,
             exited,
             took: started.elapsed(),

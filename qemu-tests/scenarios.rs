@@ -361,6 +361,54 @@ fn qemu_failing_config_does_not_pivot() {
     }
 }
 
+/// The failure path with a shell in the image: the report, then a rescue shell on the
+/// console (its commands typed in over the serial line), and a reboot when it exits.
+#[test]
+fn qemu_failure_opens_the_rescue_shell() {
+    let test = "qemu_failure_opens_the_rescue_shell";
+    let Some(k) = qh::vm_or_skip(test) else {
+        return;
+    };
+    let initrd = qh::initramfs_with_shell(&k);
+    let dir = TempDir::new("qemushell");
+    let root = dir.path().join("root.img");
+    TestRoot::new().build(dir.path(), &root);
+    let cfg = dir.path().join("config.ign");
+    // A config that cannot even be parsed.
+    std::fs::write(
+        &cfg,
+        r#"{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"relative"}]}}"#,
+    )
+    .unwrap();
+    let b = qh::Vm::new(&k, &initrd)
+        .append("ignition.platform.id=qemu root=LABEL=root")
+        .disk(&root, "root")
+        .fw_cfg_config(&cfg)
+        .boot_typing(
+            &dir,
+            BOOT_TIMEOUT,
+            &[(
+                "starting a rescue shell",
+                "echo RESCUE-$((6*7)) pid1=$(cat /proc/1/comm) mounts=$(grep -c sysroot /proc/mounts)\nexit\n",
+            )],
+        );
+    record(test, "failing boot", &b);
+    let d = b.dump();
+    let c = &b.console;
+    assert!(b.exited, "the machine did not reboot after the shell\n{d}");
+    assert!(c.contains("path not absolute"), "{d}");
+    assert!(c.contains("ember: the boot failed (exit code 1)"), "{d}");
+    assert!(
+        c.contains("ember: starting a rescue shell (/bin/sh); the machine reboots when it exits"),
+        "{d}"
+    );
+    // The shell ran the typed commands, as a child of Ember (process 1).
+    assert!(c.contains("RESCUE-42 pid1=init"), "{d}");
+    let after_shell = c.split("RESCUE-42").nth(1).unwrap_or_default();
+    assert!(after_shell.contains("ember: rebooting"), "{d}");
+    assert!(!c.contains("switching to the new root"), "{d}");
+}
+
 /// A config with a remote file: fetch-offline asks for the network, Ember's DHCP client
 /// brings up the NIC on QEMU's user network, and the file comes from a server on the host
 /// (10.0.2.2), checked by its sha512.

@@ -20,6 +20,18 @@ use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::sync::{Mutex, OnceLock};
 
+/// An error and its causes on one line (`what: why: deeper why`), for logs and reports.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
 /// The ident syslog records carry (journald's `SYSLOG_IDENTIFIER`).
 pub const SYSLOG_IDENT: &str = "ignition";
 /// The environment variable that sets the level.

@@ -17,7 +17,7 @@ use crate::system::{kmod, mounts, net, pid1, probe, rootfs};
 /// (and so that this is the first boot, whose config creates it).
 pub const ROOT_PROBE_WAIT: Duration = Duration::from_secs(5);
 
-/// How many kernel modules are loaded at once (see `kmod::ModuleDb::load_many`).
+/// How many kernel modules are loaded at once (see `kmod::ModuleDb::coldplug`).
 const MODULE_THREADS: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
@@ -202,19 +202,19 @@ fn run(args: &BootArgs, st: &mut Status) -> Result<(), Error> {
     Ok(())
 }
 
-/// Loads the image's module list and `ember.modules=`.  A module that is missing or whose
-/// device is absent is logged, not fatal (the image serves many machines).
+/// Loads the drivers of the hardware that is there, as udev's coldplug would
+/// (`kmod::ModuleDb::coldplug`: the modules whose aliases match a device's modalias in
+/// sysfs, again as loading them reveals new devices), plus the image's own list and
+/// `ember.modules=`, loaded whatever the hardware.  A module that
+/// is missing or finds no device is logged, not fatal (the image serves many machines).
 fn load_modules(args: &BootArgs) {
-    let mut names: Vec<String> = std::fs::read_to_string(MODULE_LIST)
+    let mut wanted: Vec<String> = std::fs::read_to_string(MODULE_LIST)
         .unwrap_or_default()
         .lines()
         .map(|l| l.split('#').next().unwrap_or("").trim().to_string())
         .filter(|l| !l.is_empty())
         .collect();
-    names.extend(args.modules.iter().cloned());
-    if names.is_empty() {
-        return;
-    }
+    wanted.extend(args.modules.iter().cloned());
     let dir = kmod::running_dir();
     let db = match kmod::ModuleDb::open(&dir) {
         Ok(db) => db,
@@ -227,11 +227,11 @@ fn load_modules(args: &BootArgs) {
             return;
         }
     };
-    let mut inserted = 0;
+    let mut inserted = Vec::new();
     let mut absent = Vec::new();
-    for (n, r) in db.load_many(&names, MODULE_THREADS) {
+    for (n, r) in db.coldplug(Path::new("/sys"), &wanted, MODULE_THREADS) {
         match r {
-            Ok(kmod::Loaded::Inserted(m)) => inserted += m.len(),
+            Ok(kmod::Loaded::Inserted(m)) => inserted.extend(m),
             Ok(kmod::Loaded::Present) => {}
             Err(kmod::Error::NotFound(_)) => log::warn!("kernel module {n} is not in the image"),
             Err(kmod::Error::Load { source, .. })
@@ -242,7 +242,12 @@ fn load_modules(args: &BootArgs) {
             Err(e) => log::warn!("kernel module {n}: {}", chain(&e)),
         }
     }
-    log::info!("loaded {inserted} kernel modules");
+    inserted.sort();
+    log::info!(
+        "loaded {} kernel modules: {}",
+        inserted.len(),
+        inserted.join(" ")
+    );
     if !absent.is_empty() {
         log::info!("no device here for: {}", absent.join(", "));
     }

@@ -43,6 +43,7 @@ pub use s3::AwsCredentials;
 pub use tls::SYSTEM_CA_FILES;
 
 use crate::config::dataurl::{self, DataUrlError};
+use crate::logging::chain;
 use http::{Client, Limits, Request};
 use sha2::Digest as _;
 use std::collections::HashMap;
@@ -208,18 +209,6 @@ impl Error {
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::NotFound { .. })
     }
-}
-
-/// The error and its causes on one line, for logs.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// Compression of a resource's bytes.

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::configdrive::{self, Search};
-use super::util::{self, NotFound, Source};
+use super::util::{self, NotFound};
 use super::{Error, Provider};
 use crate::fetch::Fetcher;
 
@@ -93,16 +93,7 @@ impl Provider for CloudStack {
         if fetcher.options().offline {
             return Err(Error::NeedsNetwork);
         }
-        let mut sources: Vec<(String, Source)> = Vec::new();
-        for label in ["config-2", "CONFIG-2"] {
-            let drives = self.drives.clone();
-            sources.push((
-                format!("config drive {label}"),
-                Box::new(move |cancel| {
-                    configdrive::read_from_label(&drives, label, DRIVE_PATH, cancel)
-                }),
-            ));
-        }
+        let mut sources = configdrive::race_sources(&self.drives, DRIVE_PATH);
         let f = Arc::new(Fetcher::new(fetcher.options().clone())?);
         let (drives, sys, leases, port) = (
             self.drives.clone(),

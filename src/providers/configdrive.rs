@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::{iso9660, Error};
+use super::{iso9660, util, Error};
 use crate::system::blockdev::SysBlock;
 use crate::system::mounts::{self, MountGuard};
 use crate::system::rootfs::Root;
@@ -288,6 +288,30 @@ pub fn read_file(drive: &Drive, rel: &str) -> Result<Option<Vec<u8>>, Error> {
         drive.fs_type
     );
     open(drive)?.read(rel)
+}
+
+/// The race entries for a config drive labelled `config-2` or `CONFIG-2` holding `path`
+/// (cloudstack and openstack race them against their metadata services).
+pub fn race_sources(drives: &Search, path: &'static str) -> Vec<(String, util::Source)> {
+    ["config-2", "CONFIG-2"]
+        .into_iter()
+        .map(|label| {
+            let drives = drives.clone();
+            let read: util::Source =
+                Box::new(move |cancel| read_from_label(&drives, label, path, cancel));
+            (format!("config drive {label}"), read)
+        })
+        .collect()
+}
+
+/// `openstack/latest/user_data` on the drive labelled `config-2`, empty meaning no config: the
+/// whole of the nutanix and powervs providers.
+pub fn openstack_user_data(drives: &Search) -> Result<Option<Vec<u8>>, Error> {
+    let never = AtomicBool::new(false);
+    Ok(
+        read_from_label(drives, "config-2", "openstack/latest/user_data", &never)?
+            .and_then(util::non_empty),
+    )
 }
 
 /// Waits for the drive labelled `label` and reads `rel` from it (`Ok(None)` when the file is

@@ -17,7 +17,7 @@ use std::ffi::CStr;
 use std::sync::Arc;
 
 use super::configdrive::{self, Search};
-use super::util::{self, NotFound, Source};
+use super::util::{self, NotFound};
 use super::{Endpoints, Error, Provider};
 use crate::fetch::Fetcher;
 
@@ -59,16 +59,7 @@ impl Sources {
         if fetcher.options().offline {
             return Err(Error::NeedsNetwork);
         }
-        let mut sources: Vec<(String, Source)> = Vec::new();
-        for label in ["config-2", "CONFIG-2"] {
-            let drives = self.drives.clone();
-            sources.push((
-                format!("config drive {label}"),
-                Box::new(move |cancel| {
-                    configdrive::read_from_label(&drives, label, DRIVE_PATH, cancel)
-                }),
-            ));
-        }
+        let mut sources = configdrive::race_sources(&self.drives, DRIVE_PATH);
         let shared = Arc::new(Fetcher::new(fetcher.options().clone())?);
         let interfaces = if self.link_local_v6.is_some() {
             ipv6_interfaces()

@@ -222,17 +222,7 @@ pub fn modprobe(program: &std::path::Path, module: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// The error and its causes on one line, for logs.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
+pub use crate::logging::chain;
 
 #[cfg(test)]
 mod tests {

@@ -29,6 +29,7 @@
 //! Nothing here logs or reports config contents: sources are shown redacted
 //! ([`cmdline::redact_url`]), entries by JSON path.
 
+use crate::logging::chain;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -169,14 +170,7 @@ impl Error {
 
     /// The error and its causes on one line (for the log).
     pub fn chain(&self) -> String {
-        let mut s = self.to_string();
-        let mut cur = std::error::Error::source(self);
-        while let Some(e) = cur {
-            s.push_str(": ");
-            s.push_str(&e.to_string());
-            cur = e.source();
-        }
-        s
+        chain(self)
     }
 
     /// The console report: what failed, the root cause first, where in the config, and a
@@ -753,17 +747,6 @@ pub fn load_base(dirs: &SystemDirs, platform: &str) -> (Option<Config>, Vec<Path
         }
     }
     (base, used)
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// `merge(empty, merge(base, user))`, validated when a base config took part.

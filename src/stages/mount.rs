@@ -11,6 +11,7 @@
 //! Umount: the same list, deepest first; a path that is not a mount point is skipped.  A mount
 //! that cannot be unmounted is left mounted and reported; nothing is ever deleted.
 
+use crate::logging::chain;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
@@ -339,17 +340,6 @@ pub fn run_umount(ctx: &mut Context) -> Result<(), Failure> {
     let mut f = Failure::new("unmounting filesystems").caused_by(Error::Several(failed));
     f.path = first_path;
     Err(f)
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]

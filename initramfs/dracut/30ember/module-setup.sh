@@ -65,6 +65,10 @@ install() {
     inst_multiple -o /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt \
         /etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem
 
+    # As Ignition's module: udev's CD-ROM rule, so that config drives get their links
+    # (Ember itself finds them without udev).
+    inst_rules 60-cdrom_id.rules
+
     inst_script "$moddir/ember-generator" "$systemdutildir/system-generators/ember-generator"
 
     for unit in ignition-complete.target ignition-diskful.target \
