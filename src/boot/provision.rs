@@ -8,7 +8,7 @@ use super::cmdline::{root_device, RootError};
 use super::{say, BootArgs, BOOT_STATUS, MODULE_LIST, STAMP, SYSROOT};
 use crate::logging::chain;
 use crate::providers::cmdline::redact_url;
-use crate::stages::disks::devices::{Resolver, WaitError};
+use crate::stages::disks::devices::{have_program, Resolver, WaitError};
 use crate::stages::engine::{self, Options, Outcome};
 use crate::stages::report::Report;
 use crate::stages::{Mode, Settings, Stage};
@@ -278,16 +278,34 @@ fn provisioned(args: &BootArgs, device: &Path) -> Result<Option<bool>, Error> {
 fn find_root(device: &Path, wait: Duration) -> Result<PathBuf, Error> {
     let dev = device.to_string_lossy().into_owned();
     let mut r = Resolver::new(Path::new("/dev"));
-    if dev.starts_with("/dev/md") && matches!(r.find(&dev), Ok(None)) {
-        // An md root of an earlier boot is not assembled yet (no udev does it here).
-        if let Err(e) = Command::new("mdadm").args(["--assemble", "--scan"]).run() {
-            log::info!("assembling md arrays: {e}");
-        }
+    if matches!(r.find(&dev), Ok(None)) && have_program("mdadm") {
+        // A root on md (named /dev/md/..., or by LABEL= or UUID= of the filesystem on the
+        // array) made by an earlier boot is not assembled yet: no udev does it here.  Without
+        // this a provisioned RAID root looks absent, so "first boot", and is made again.
+        assemble_md();
         r.refresh();
     }
     r.wait_nodes(&[dev.as_str()], wait)
         .map_err(Error::RootWait)
         .map(|mut v| v.remove(0))
+}
+
+/// Assembles the md arrays whose members carry superblocks (`mdadm --examine --scan` reads
+/// them without the md driver, which is loaded only when there are some).
+fn assemble_md() {
+    let found = Command::new("mdadm").args(["--examine", "--scan"]).run();
+    if !found.is_ok_and(|o| o.stdout_str().contains("ARRAY")) {
+        return;
+    }
+    if !Path::new("/proc/mdstat").exists() {
+        if let Err(e) = Command::new("modprobe").arg("md_mod").run() {
+            log::info!("loading md_mod: {e}");
+        }
+    }
+    match Command::new("mdadm").args(["--assemble", "--scan"]).run() {
+        Ok(o) => log::info!("assembling md arrays: {}", o.stderr_str().trim()),
+        Err(e) => log::info!("assembling md arrays: {e}"),
+    }
 }
 
 /// Mounts the root device on /sysroot (unmounting whatever is there first).

@@ -28,3 +28,5 @@ mod qemu_netsupport;
 mod qemu_scenarios;
 #[path = "../../qemu-tests/scenarios_net.rs"]
 mod qemu_scenarios_net;
+#[path = "../../qemu-tests/scenarios_disk.rs"]
+mod qemu_scenarios_disk;

@@ -170,8 +170,8 @@ impl Executor<'_, '_> {
         for (dev, t) in &r.devices {
             members.push(self.node_of(t, dev)?);
         }
-        raid::mdadm_create(&r.name, &r.level, &members, r.spares, &r.options).run()?;
         let path = raid::array_path(self.resolver.dev_dir(), &r.name);
+        raid::mdadm_create(&path, &r.level, &members, r.spares, &r.options).run()?;
         self.resolver.refresh();
         let node = self.node_of(
             &Target::Raid {

@@ -61,19 +61,22 @@ pub(crate) fn ensure_md(level: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `mdadm --create <name> --force --run --homehost any --level L --raid-devices N
+/// `mdadm --create <array> --force --run --homehost any --level L --raid-devices N
 /// [--spare-devices S] <options> <devices>` (devices: members, then spares).
+///
+/// `array` is the array's path ([`array_path`]), not its bare name: mdadm takes a bare name
+/// for a path relative to its working directory when something there has that name (a name
+/// of `root` in `/`, where `/root` exists, fails with "device root exists but is not an md
+/// array").  `/dev/md/<name>` gives the array the same name.
 pub(crate) fn mdadm_create(
-    name: &str,
+    array: &Path,
     level: &str,
     devices: &[PathBuf],
     spares: u32,
     options: &[String],
 ) -> Command {
     let active = devices.len().saturating_sub(spares as usize);
-    let mut cmd = Command::new("mdadm").args([
-        "--create",
-        name,
+    let mut cmd = Command::new("mdadm").arg("--create").arg(array).args([
         "--force",
         "--run",
         "--homehost",
@@ -110,16 +113,18 @@ mod tests {
             PathBuf::from("/dev/vdc1"),
             PathBuf::from("/dev/vdd1"),
         ];
-        let cmd = mdadm_create("data", "raid1", &devs, 1, &["--metadata=1.2".to_string()]);
+        let data = array_path(Path::new("/dev"), "data");
+        let cmd = mdadm_create(&data, "raid1", &devs, 1, &["--metadata=1.2".to_string()]);
         assert_eq!(
             cmd.cmdline(),
-            "mdadm --create data --force --run --homehost any --level raid1 --raid-devices 2 \
+            "mdadm --create /dev/md/data --force --run --homehost any --level raid1 --raid-devices 2 \
              --spare-devices 1 --metadata=1.2 /dev/vdb1 /dev/vdc1 /dev/vdd1"
         );
-        let cmd = mdadm_create("root", "mirror", &devs[..2], 0, &[]);
+        let root = array_path(Path::new("/dev"), "root");
+        let cmd = mdadm_create(&root, "mirror", &devs[..2], 0, &[]);
         assert_eq!(
             cmd.cmdline(),
-            "mdadm --create root --force --run --homehost any --level mirror --raid-devices 2 \
+            "mdadm --create /dev/md/root --force --run --homehost any --level mirror --raid-devices 2 \
              /dev/vdb1 /dev/vdc1"
         );
     }
