@@ -699,6 +699,14 @@ pub(crate) struct Body {
 }
 
 impl Body {
+    /// The length the response announced (`Content-Length`), if it did.
+    pub fn announced_len(&self) -> Option<u64> {
+        match self.framing {
+            Framing::Length(n) => Some(n),
+            _ => None,
+        }
+    }
+
     fn io_error(&self, e: io::Error) -> Error {
         match self.timer.fired.take() {
             Some(Fired::Until) => Error::Timeout {

@@ -407,6 +407,11 @@ trait Sink {
     fn write(&mut self, data: &[u8]) -> Result<(), Error>;
     /// Drops what was written so far; false when that is impossible.
     fn restart(&mut self) -> Result<bool, Error>;
+    /// The source announced `len` bytes (before any is written): a sink with a size limit
+    /// refuses at once instead of after downloading up to it.
+    fn announced(&mut self, _len: u64) -> Result<(), Error> {
+        Ok(())
+    }
 }
 
 struct WriterSink<'a> {
@@ -442,6 +447,12 @@ impl Sink for VecSink {
     fn restart(&mut self) -> Result<bool, Error> {
         self.buf.clear();
         Ok(true)
+    }
+    fn announced(&mut self, len: u64) -> Result<(), Error> {
+        if len > self.max {
+            return Err(Error::TooLarge { limit: self.max });
+        }
+        Ok(())
     }
 }
 
@@ -1114,6 +1125,13 @@ impl Fetcher {
             let (final_url, mut resp) = client.request(&req, limits)?;
             let status = resp.status;
             let retry_this = res.retry_statuses.contains(&status);
+            if let (200, Compression::None, Some(n)) =
+                (status, res.compression, resp.body.announced_len())
+            {
+                if !retry_this {
+                    sink.announced(n)?;
+                }
+            }
             match status {
                 200 | 204 if !retry_this => copy_verified(
                     &mut resp.body,

@@ -1081,7 +1081,7 @@ fn a_hash_mismatch_leaves_nothing_behind() {
     assert_eq!(snapshot(root), before, "no file, no temporary file");
     assert!(temp_files(root).is_empty());
 
-    // Remote sources up to 1 MiB are fetched and checked before the first write, so a bad
+    // Remote sources up to 4 MiB are fetched and checked before the first write, so a bad
     // one deep in the tree also keeps the files of shallower levels from being written.
     let cfg = parse(v36(json!({"storage": {"files": [
         {"path": "/hostname", "contents": {"source": "data:,shallow"}},
@@ -1094,9 +1094,9 @@ fn a_hash_mismatch_leaves_nothing_behind() {
     );
     assert_eq!(snapshot(root), before, "nothing at any depth");
 
-    // A small source is fetched once, ahead; a source over 1 MiB is given up after 1 MiB
-    // ahead and fetched again while writing; both land whole.
-    let big: Vec<u8> = (0..(3u32 << 19)).map(|i| (i % 251) as u8).collect();
+    // A small source is fetched once, ahead; a source over 4 MiB is refused ahead as soon as
+    // its Content-Length is known, and fetched while writing; both land whole.
+    let big: Vec<u8> = (0..(5u32 << 20)).map(|i| (i % 251) as u8).collect();
     let big_hash = {
         use sha2::Digest;
         hex(&sha2::Sha512::digest(&big))

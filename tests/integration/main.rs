@@ -26,7 +26,7 @@ mod qemu_harness;
 mod qemu_netsupport;
 #[path = "../../qemu-tests/scenarios.rs"]
 mod qemu_scenarios;
-#[path = "../../qemu-tests/scenarios_net.rs"]
-mod qemu_scenarios_net;
 #[path = "../../qemu-tests/scenarios_disk.rs"]
 mod qemu_scenarios_disk;
+#[path = "../../qemu-tests/scenarios_net.rs"]
+mod qemu_scenarios_net;

@@ -177,7 +177,7 @@ fn key(r: &Resource) -> usize {
 }
 
 /// A remote source up to this size is fetched and verified before the first write.
-pub const PREFETCH_ITEM_MAX: u64 = 1 << 20;
+pub const PREFETCH_ITEM_MAX: u64 = 4 << 20;
 /// All of them together at most this much.
 pub const PREFETCH_TOTAL_MAX: u64 = 32 << 20;
 
