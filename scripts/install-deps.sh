@@ -4,7 +4,7 @@ set -euo pipefail
 packages=(
   e2fsprogs xfsprogs btrfs-progs dosfstools gdisk fdisk util-linux mdadm cryptsetup-bin
   genisoimage xorriso cpio busybox-static kmod passwd ca-certificates jq
-  qemu-system-x86 linux-image-amd64 dracut-core
+  qemu-system-x86 linux-image-amd64 dracut-core systemd zstd
 )
 missing=()
 for p in "${packages[@]}"; do

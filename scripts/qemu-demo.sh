@@ -21,6 +21,9 @@ cd "$(dirname "$0")/.."
 repo="$(pwd)"
 config="$(realpath "${1:-examples/qemu-demo.ign}")"
 
+# The packages (qemu, mkfs, busybox, a kernel, ...): installed when run as root, else named.
+./scripts/install-deps.sh
+
 for t in qemu-system-x86_64 mkfs.ext4 cpio; do
   command -v "$t" > /dev/null || { echo "qemu-demo: $t is missing (run scripts/install-deps.sh as root)" >&2; exit 1; }
 done
