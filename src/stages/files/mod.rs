@@ -245,9 +245,9 @@ impl PlanLine {
     }
 }
 
-/// What the files stage would do, in its order, with the checks [`run`] makes before writing;
-/// writes nothing. LUKS keys are not looked for (the disks stage hands them over when it runs).
-pub fn plan(ctx: &Context) -> Result<Vec<PlanLine>, Failure> {
+/// Opens the target root, decides whether users/groups and LUKS volumes are handled here (see
+/// [`supported`]), and plans the users: the start shared by [`plan`] and [`run`].
+fn open_and_plan_users(ctx: &Context) -> Result<(Root, bool, bool, users::Plan), Failure> {
     let root =
         Root::open(ctx.root).map_err(|e| failure("opening the target root", None, Error::Fs(e)))?;
     let cfg = ctx.config;
@@ -269,6 +269,14 @@ pub fn plan(ctx: &Context) -> Result<Vec<PlanLine>, Failure> {
     } else {
         users::Plan::default()
     };
+    Ok((root, do_passwd, do_luks, users_plan))
+}
+
+/// What the files stage would do, in its order, with the checks [`run`] makes before writing;
+/// writes nothing. LUKS keys are not looked for (the disks stage hands them over when it runs).
+pub fn plan(ctx: &Context) -> Result<Vec<PlanLine>, Failure> {
+    let cfg = ctx.config;
+    let (root, do_passwd, do_luks, users_plan) = open_and_plan_users(ctx)?;
     let mut owners = owners::Owners::new(&root);
     let mut lines = Vec::new();
     if do_passwd {
@@ -290,30 +298,10 @@ pub fn plan(ctx: &Context) -> Result<Vec<PlanLine>, Failure> {
 /// Runs the files stage.
 pub fn run(ctx: &mut Context) -> Result<(), Failure> {
     let started = std::time::Instant::now();
-    let root =
-        Root::open(ctx.root).map_err(|e| failure("opening the target root", None, Error::Fs(e)))?;
     let cfg = ctx.config;
 
     // ---- Plan: nothing below writes until every check has passed.
-    let passwd_present = !cfg.passwd.users.is_empty() || !cfg.passwd.groups.is_empty();
-    let do_passwd = supported(
-        ctx,
-        passwd_present,
-        "users and groups",
-        JsonPath::root().key("passwd"),
-    )? == Support::Do;
-    let do_luks = supported(
-        ctx,
-        !cfg.storage.luks.is_empty(),
-        "LUKS volumes",
-        JsonPath::root().key("storage").key("luks"),
-    )? == Support::Do;
-
-    let users_plan = if do_passwd {
-        users::plan(&root, cfg)?
-    } else {
-        users::Plan::default()
-    };
+    let (root, do_passwd, do_luks, users_plan) = open_and_plan_users(ctx)?;
     let mut owners = owners::Owners::new(&root);
     let mut entries_plan = entries::plan(&root, cfg, ctx.fetcher, &mut owners, &users_plan)?;
     entries_plan.prefetch(ctx.fetcher)?;
