@@ -387,6 +387,40 @@ fn qemu_pxe_boot_fetches_the_config() {
     );
 }
 
+/// Boots `platform` with a user network on 169.254.0.0/16 whose 169.254.169.254:80 leads to
+/// the metadata mock on 127.0.0.1:`port`, and checks what every metadata scenario shares: the
+/// switch happened, DHCP gave 169.254.0.15/16, and `config` was provisioned.
+fn metadata_boot(
+    test: &str,
+    k: &qh::Kernel,
+    platform: &str,
+    config: &serde_json::Value,
+    port: u16,
+) -> Boot {
+    let initrd = qh::initramfs(k);
+    let dir = TempDir::new(&format!("qemu-{platform}"));
+    let root = build_root(&dir, &simple_show(config));
+    let netdev = ns::link_local_metadata_netdev("md", port);
+    let b = Vm::new(k, &initrd)
+        .append(&format!("ignition.platform.id={platform} {COMMON}"))
+        .disk(&root, "root")
+        .arg("-netdev")
+        .arg(&netdev)
+        .arg("-device")
+        .arg("virtio-net-pci,netdev=md")
+        .boot(&dir, BOOT_TIMEOUT);
+    ns::record(test, "first boot", &b);
+    assert_pivoted(&b);
+    assert!(
+        b.console.contains("ember: network (DHCP): done"),
+        "{}",
+        b.dump()
+    );
+    assert_eq!(ns::boot_json(&b)["network"]["address"], "169.254.0.15/16");
+    assert_simple_config(&b, config);
+    b
+}
+
 /// Scenario 4a: EC2.  The user data comes from an IMDSv2 mock at 169.254.169.254 (a session
 /// token first, then the user data with it), reached over a user network on 169.254.0.0/16
 /// that Ember configures by DHCP.
@@ -396,31 +430,15 @@ fn qemu_aws_imdsv2_user_data() {
     let Some(k) = qh::vm_or_skip(test) else {
         return;
     };
-    let initrd = qh::initramfs(&k);
-    let dir = TempDir::new("qemu-aws");
     let config = ns::config_json("aws.ign");
     let imds = Imds::start(ns::config_bytes("aws.ign"), "eu-west-3");
-    let root = build_root(&dir, &simple_show(&config));
-    let netdev = ns::link_local_metadata_netdev("md", imds.server.port());
-    let b = Vm::new(&k, &initrd)
-        .append(&format!("ignition.platform.id=aws {COMMON}"))
-        .disk(&root, "root")
-        .arg("-netdev")
-        .arg(&netdev)
-        .arg("-device")
-        .arg("virtio-net-pci,netdev=md")
-        .boot(&dir, BOOT_TIMEOUT);
-    ns::record(test, "first boot", &b);
-    let d = b.dump();
-    assert_pivoted(&b);
-    let c = &b.console;
-    assert!(c.contains("ember: network (DHCP): done"), "{d}");
+    let b = metadata_boot(test, &k, "aws", &config, imds.server.port());
     assert!(
-        c.contains("is 169.254.0.15/16 from DHCP server 169.254.0.2"),
-        "{d}"
+        b.console
+            .contains("is 169.254.0.15/16 from DHCP server 169.254.0.2"),
+        "{}",
+        b.dump()
     );
-    assert_eq!(ns::boot_json(&b)["network"]["address"], "169.254.0.15/16");
-    assert_simple_config(&b, &config);
 
     // IMDSv2: every GET carried a token that a PUT before it had handed out, and the user
     // data was asked for once.
@@ -470,26 +488,9 @@ fn qemu_gcp_metadata_user_data() {
     let Some(k) = qh::vm_or_skip(test) else {
         return;
     };
-    let initrd = qh::initramfs(&k);
-    let dir = TempDir::new("qemu-gcp");
     let config = ns::config_json("gcp.ign");
     let server = ns::gce_metadata_server(ns::config_bytes("gcp.ign"));
-    let root = build_root(&dir, &simple_show(&config));
-    let netdev = ns::link_local_metadata_netdev("md", server.port());
-    let b = Vm::new(&k, &initrd)
-        .append(&format!("ignition.platform.id=gcp {COMMON}"))
-        .disk(&root, "root")
-        .arg("-netdev")
-        .arg(&netdev)
-        .arg("-device")
-        .arg("virtio-net-pci,netdev=md")
-        .boot(&dir, BOOT_TIMEOUT);
-    ns::record(test, "first boot", &b);
-    let d = b.dump();
-    assert_pivoted(&b);
-    assert!(b.console.contains("ember: network (DHCP): done"), "{d}");
-    assert_eq!(ns::boot_json(&b)["network"]["address"], "169.254.0.15/16");
-    assert_simple_config(&b, &config);
+    metadata_boot(test, &k, "gcp", &config, server.port());
     let reqs = server.requests();
     let lines = ns::request_lines(&reqs);
     let user_data: Vec<&HttpRequest> = reqs
