@@ -1175,7 +1175,7 @@ fn dm_ok() -> bool {
 mod vm {
     //! Runs one test of this binary inside a KVM guest: the newest Debian kernel in /boot
     //! with its modules, a busybox initramfs that mounts the host's root read-only over
-    //! virtio-9p (tmpfs on /tmp, /var/tmp and /run), and the same test binary run in a chroot
+    //! virtio-9p (a tmpfs on /run, the temp and scratch directory), and the same test binary run in a chroot
     //! there with `EMBER_IN_VM=1`.
     use std::path::{Path, PathBuf};
     use std::time::Duration;
@@ -1266,7 +1266,10 @@ if $B grep -q " /host " /proc/mounts; then
   $B mount -t proc proc /host/proc
   $B mount -t sysfs sysfs /host/sys
   $B mount -t devtmpfs devtmpfs /host/dev
-  for d in tmp var/tmp run; do $B mount -t tmpfs tmpfs /host/$d; done
+  # Only /run gets a tmpfs: the test binary may live below /tmp or /var/tmp (a checkout
+  # there), so those stay the host's; TMPDIR points the tests to /run/tmp instead.
+  $B mount -t tmpfs tmpfs /host/run
+  $B mkdir -p /host/run/tmp
   echo /modprobe > /proc/sys/kernel/modprobe
   $B cp /guest.sh /host/run/ember-guest.sh
   $B chroot /host /bin/sh /run/ember-guest.sh
@@ -1313,7 +1316,7 @@ $B poweroff -f
                 "modprobe -a loop md_mod raid1 dm_mod dm_crypt\n\
                  cd /\n\
                  env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root EMBER_IN_VM=1 \
-                 RUST_BACKTRACE=1 {} --exact {name} --nocapture --test-threads=1\n\
+                 TMPDIR=/run/tmp EMBER_SCRATCH_DIR=/run/tmp RUST_BACKTRACE=1 {} --exact {name} --nocapture --test-threads=1\n\
                  echo \"EMBER-VM-EXIT $?\"\n",
                 exe.display()
             ),
