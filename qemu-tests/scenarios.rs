@@ -361,6 +361,71 @@ fn qemu_failing_config_does_not_pivot() {
     }
 }
 
+/// A root filesystem that is there but does not mount is no evidence of a new machine: the
+/// boot stops with a report and provisions nothing (the disk is left exactly as it was),
+/// rather than guessing "first boot" and rewriting what may be a provisioned root.
+#[test]
+fn qemu_root_that_does_not_mount_is_not_reprovisioned() {
+    let test = "qemu_root_that_does_not_mount_is_not_reprovisioned";
+    let Some(k) = qh::vm_or_skip(test) else {
+        return;
+    };
+    let initrd = qh::initramfs(&k);
+    let dir = TempDir::new("qemu-badroot");
+    let root = dir.path().join("root.img");
+    TestRoot::new().build(dir.path(), &root);
+    // Zero ext4's first group descriptor block: the superblock still says ext4 (and carries
+    // the label), but the kernel refuses to mount it.
+    {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&root)
+            .unwrap();
+        let mut sb = [0u8; 1024];
+        f.seek(SeekFrom::Start(1024)).unwrap();
+        f.read_exact(&mut sb).unwrap();
+        let block = 1024u64 << u32::from_le_bytes(sb[24..28].try_into().unwrap());
+        let gdt = if block == 1024 { 2048 } else { block };
+        f.seek(SeekFrom::Start(gdt)).unwrap();
+        f.write_all(&vec![0u8; block as usize]).unwrap();
+    }
+    let before = std::fs::read(&root).unwrap();
+    let cfg = dir.path().join("config.ign");
+    std::fs::write(
+        &cfg,
+        r#"{"ignition":{"version":"3.4.0"},
+ "storage":{"files":[{"path":"/etc/fresh","contents":{"source":"data:,new"}}]}}"#,
+    )
+    .unwrap();
+    let b = qh::Vm::new(&k, &initrd)
+        .append(APPEND)
+        .disk(&root, "root")
+        .fw_cfg_config(&cfg)
+        .boot(&dir, BOOT_TIMEOUT);
+    record(test, "failing boot", &b);
+    let d = b.dump();
+    let c = &b.console;
+    assert!(b.exited, "the machine did not reboot\n{d}");
+    assert!(!c.contains("first boot"), "{d}");
+    assert!(!c.contains("stage files"), "{d}");
+    assert!(c.contains("ember: the boot failed"), "{d}");
+    assert!(
+        c.contains("  operation: mounting the root filesystem"),
+        "{d}"
+    );
+    assert!(
+        c.contains("  hint:      the filesystem root= names does not mount"),
+        "{d}"
+    );
+    assert!(!b.reached_test_init(), "{d}");
+    assert!(
+        std::fs::read(&root).unwrap() == before,
+        "the root disk was changed\n{d}"
+    );
+}
+
 /// The failure path with a shell in the image: the report, then a rescue shell on the
 /// console (its commands typed in over the serial line), and a reboot when it exits.
 #[test]

@@ -66,6 +66,11 @@ impl Error {
                  kernel modules for the disk controller, or raise ember.root_timeout="
             }
             Error::RootType(_) => "set rootfstype= on the kernel command line",
+            Error::RootMount(_) => {
+                "the filesystem root= names does not mount: repair it (fsck) or check \
+                 rootfstype= and rootflags=; Ember does not provision over it unless \
+                 ignition.firstboot is on the kernel command line"
+            }
             Error::Network(_) => {
                 "check that the machine has a NIC with a DHCP server behind it; ember.netif= \
                  picks the interface, ember.net_timeout= the time allowed"
@@ -259,13 +264,16 @@ fn provisioned(args: &BootArgs, device: &Path) -> Result<Option<bool>, Error> {
         Err(Error::RootWait(WaitError::Timeout { .. })) => return Ok(None),
         Err(e) => return Err(e),
     };
-    if let Err(e) = mount_node(args, &node, true) {
-        log::warn!(
-            "cannot mount {} to look for {STAMP} ({}): treating it as unprovisioned",
-            node.display(),
-            chain(&e)
-        );
-        return Ok(Some(false));
+    match mount_node(args, &node, true) {
+        Ok(()) => {}
+        // No filesystem on it yet (a blank partition named by root=): a new machine.
+        Err(Error::RootType(_)) => {
+            log::info!("{} holds no filesystem yet: unprovisioned", node.display());
+            return Ok(Some(false));
+        }
+        // A filesystem that does not mount is not evidence of a new machine: provisioning
+        // would wipe what may be a provisioned root, so the boot stops instead.
+        Err(e) => return Err(e),
     }
     let found = rootfs::Root::open(SYSROOT)
         .and_then(|r| r.lstat(STAMP))
@@ -278,17 +286,37 @@ fn provisioned(args: &BootArgs, device: &Path) -> Result<Option<bool>, Error> {
 fn find_root(device: &Path, wait: Duration) -> Result<PathBuf, Error> {
     let dev = device.to_string_lossy().into_owned();
     let mut r = Resolver::new(Path::new("/dev"));
-    if matches!(r.find(&dev), Ok(None)) && have_program("mdadm") {
-        // A root on md (named /dev/md/..., or by LABEL= or UUID= of the filesystem on the
-        // array) made by an earlier boot is not assembled yet: no udev does it here.  Without
-        // this a provisioned RAID root looks absent, so "first boot", and is made again.
+    if !matches!(r.find(&dev), Ok(None)) || !have_program("mdadm") {
+        return r
+            .wait_nodes(&[dev.as_str()], wait)
+            .map_err(Error::RootWait)
+            .map(|mut v| v.remove(0));
+    }
+    // A root on md (named /dev/md/..., or by LABEL= or UUID= of the filesystem on the array)
+    // made by an earlier boot is not assembled yet: no udev does it here.  Without this a
+    // provisioned RAID root looks absent, so "first boot", and is made again.  Members may
+    // appear late (slow controllers), so the assembly is tried again each second of the wait.
+    let deadline = Instant::now() + wait;
+    loop {
         assemble_md();
         r.refresh();
+        let left = deadline.saturating_duration_since(Instant::now());
+        match r.wait_nodes(&[dev.as_str()], left.min(MD_RETRY)) {
+            Ok(mut v) => return Ok(v.remove(0)),
+            Err(WaitError::Timeout { .. }) if left > MD_RETRY => continue,
+            Err(WaitError::Timeout { path, .. }) => {
+                return Err(Error::RootWait(WaitError::Timeout {
+                    path,
+                    timeout: wait,
+                }))
+            }
+            Err(e) => return Err(Error::RootWait(e)),
+        }
     }
-    r.wait_nodes(&[dev.as_str()], wait)
-        .map_err(Error::RootWait)
-        .map(|mut v| v.remove(0))
 }
+
+/// How often the wait for a root that may be on md tries to assemble arrays again.
+const MD_RETRY: Duration = Duration::from_secs(1);
 
 /// Assembles the md arrays whose members carry superblocks (`mdadm --examine --scan` reads
 /// them without the md driver, which is loaded only when there are some).
