@@ -556,37 +556,34 @@ pub fn plan<'c>(
         actions.push(action);
 
         // Owner names must exist once users and groups are written.
-        if let Spec::Name(n) = e.user {
-            let ok = will_exist(
-                owners,
-                n,
-                |o, n| o.uid(n),
+        type Lookup = fn(&mut Owners, &str) -> Result<Option<u32>, Error>;
+        let owner_checks = [
+            (
+                e.user,
+                "user",
+                (|o, n| o.uid(n)) as Lookup,
                 &users.will_have_users,
                 &users.removes_users,
-            )
-            .map_err(|x| failure(&op, Some(jp.key("user")), x))?;
-            if !ok {
-                return Err(failure(
-                    &op,
-                    Some(jp.key("user").key("name")),
-                    Error::NoSuchUser(n.to_string()),
-                ));
-            }
-        }
-        if let Spec::Name(n) = e.group {
-            let ok = will_exist(
-                owners,
-                n,
-                |o, n| o.gid(n),
+                Error::NoSuchUser as fn(String) -> Error,
+            ),
+            (
+                e.group,
+                "group",
+                (|o, n| o.gid(n)) as Lookup,
                 &users.will_have_groups,
                 &users.removes_groups,
-            )
-            .map_err(|x| failure(&op, Some(jp.key("group")), x))?;
+                Error::NoSuchGroup,
+            ),
+        ];
+        for (spec, key, lookup, created, removed, missing) in owner_checks {
+            let Spec::Name(n) = spec else { continue };
+            let ok = will_exist(owners, n, lookup, created, removed)
+                .map_err(|x| failure(&op, Some(jp.key(key)), x))?;
             if !ok {
                 return Err(failure(
                     &op,
-                    Some(jp.key("group").key("name")),
-                    Error::NoSuchGroup(n.to_string()),
+                    Some(jp.key(key).key("name")),
+                    missing(n.to_string()),
                 ));
             }
         }
