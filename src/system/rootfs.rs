@@ -445,6 +445,12 @@ impl Root {
 
     /// openat2 inside the root, retrying the rare EAGAIN that RESOLVE_IN_ROOT returns when a
     /// concurrent rename raced with the lookup.
+    /// Opens the whole of `p` inside the root with `flags`, as operation `op`.
+    fn open_whole(&self, op: &'static str, p: &InRoot, flags: OFlags) -> Result<OwnedFd> {
+        self.open_rel(&p.prefix(p.comps.len()), flags, Mode::empty())
+            .map_err(|e| self.err(op, p, e))
+    }
+
     fn open_rel(&self, rel: &Path, flags: OFlags, m: Mode) -> io::Result<OwnedFd> {
         let mut tries = 0;
         loop {
@@ -834,13 +840,7 @@ impl Root {
     pub fn open_dir(&self, path: impl AsRef<Path>) -> Result<DirHandle> {
         const OP: &str = "opening directory";
         let p = InRoot::new(path.as_ref());
-        let fd = self
-            .open_rel(
-                &p.prefix(p.comps.len()),
-                OFlags::PATH | OFlags::DIRECTORY,
-                Mode::empty(),
-            )
-            .map_err(|e| self.err(OP, &p, e))?;
+        let fd = self.open_whole(OP, &p, OFlags::PATH | OFlags::DIRECTORY)?;
         let new_owner = rustix::fs::fstat(&fd).ok().map(|st| {
             let uid = rustix::process::geteuid().as_raw();
             let gid = if st.st_mode & 0o2000 != 0 {
@@ -1060,13 +1060,7 @@ impl Root {
     pub fn fsync_dir(&self, path: impl AsRef<Path>) -> Result<()> {
         const OP: &str = "syncing directory";
         let p = InRoot::new(path.as_ref());
-        let fd = self
-            .open_rel(
-                &p.prefix(p.comps.len()),
-                OFlags::RDONLY | OFlags::DIRECTORY,
-                Mode::empty(),
-            )
-            .map_err(|e| self.err(OP, &p, e))?;
+        let fd = self.open_whole(OP, &p, OFlags::RDONLY | OFlags::DIRECTORY)?;
         rustix::fs::fsync(&fd).map_err(|e| self.err(OP, &p, to_io(e)))
     }
 
@@ -1571,13 +1565,11 @@ impl Root {
     pub fn chown_tree(&self, path: impl AsRef<Path>, owners: Ownership) -> Result<()> {
         const OP: &str = "changing the owner of";
         let p = InRoot::new(path.as_ref());
-        let fd = self
-            .open_rel(
-                &p.prefix(p.comps.len()),
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW,
-                Mode::empty(),
-            )
-            .map_err(|e| self.err(OP, &p, e))?;
+        let fd = self.open_whole(
+            OP,
+            &p,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW,
+        )?;
         chown_tree_fd(fd.as_fd(), &owners).map_err(|e| self.err(OP, &p, e))
     }
 
@@ -1609,13 +1601,11 @@ impl Root {
     pub fn read_dir(&self, path: impl AsRef<Path>) -> Result<Vec<(OsString, FileStat)>> {
         const OP: &str = "listing";
         let p = InRoot::new(path.as_ref());
-        let fd = self
-            .open_rel(
-                &p.prefix(p.comps.len()),
-                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW,
-                Mode::empty(),
-            )
-            .map_err(|e| self.err(OP, &p, e))?;
+        let fd = self.open_whole(
+            OP,
+            &p,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW,
+        )?;
         let names = list_dir(fd.as_fd()).map_err(|e| self.err(OP, &p, e))?;
         let mut out = Vec::with_capacity(names.len());
         for n in names {
