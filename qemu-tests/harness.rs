@@ -602,6 +602,37 @@ impl Boot {
             .collect()
     }
 
+    /// Prints this boot's timings and appends them to `target/qemu-tests/timings.log`.
+    pub fn record(&self, test: &str, what: &str) {
+        use std::io::Write;
+        let line = format!("{test} ({what}): {}", self.timings());
+        eprintln!("{line}");
+        let log = repo().join("target/qemu-tests/timings.log");
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+        {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+
+    /// A later boot of a provisioned root: Ember saw the stamp, ran no stage and switched.
+    pub fn assert_second_boot(&self) {
+        let d = self.dump();
+        assert!(self.reached_test_init(), "second boot\n{d}");
+        assert!(
+            self.console.contains(
+                "ember: not the first boot (the root filesystem has /etc/.ignition-result.json): no provisioning"
+            ),
+            "{d}"
+        );
+        assert!(
+            !self.console.contains("ember: stage "),
+            "a stage ran on the second boot\n{d}"
+        );
+    }
+
     /// Whether the test init ran to its end (the switch to the new root worked).
     pub fn reached_test_init(&self) -> bool {
         self.facts().contains(&"done")

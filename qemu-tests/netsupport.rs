@@ -10,7 +10,6 @@
 //! guest connection.
 #![allow(dead_code)]
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -59,20 +58,6 @@ pub fn sha512_hex(data: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-/// Prints a boot's timings and appends them to `target/qemu-tests/timings.log`.
-pub fn record(test: &str, what: &str, b: &Boot) {
-    let line = format!("{test} ({what}): {}", b.timings());
-    eprintln!("{line}");
-    let log = qh::repo().join("target/qemu-tests/timings.log");
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-    {
-        let _ = writeln!(f, "{line}");
-    }
 }
 
 /// The boot's status file (`/run/ember/boot.json`) as the new root's init showed it.

@@ -3,14 +3,13 @@
 //! and `qemu-tests/configs/` for the configs (`@NAME@` placeholders are filled in by the test:
 //! the port of the HTTP server on the host, hashes, the test init).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use ember::system::mounts::MountGuard;
 use sha2::Digest;
 
 use crate::harness::{respond, HttpServer, TempDir};
-use crate::qemu_harness::{self as qh, Boot, HostDisk, TestRoot, BOOT_TIMEOUT};
+use crate::qemu_harness::{self as qh, HostDisk, TestRoot, BOOT_TIMEOUT};
 
 /// The qemu platform, the root by label, and no wait after a failure: the machine reboots at
 /// once and QEMU (`-no-reboot`) exits.
@@ -38,20 +37,6 @@ fn sha512_hex(data: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-/// Prints a boot's timings and appends them to `target/qemu-tests/timings.log`.
-fn record(test: &str, what: &str, b: &Boot) {
-    let line = format!("{test} ({what}): {}", b.timings());
-    eprintln!("{line}");
-    let log = qh::repo().join("target/qemu-tests/timings.log");
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-    {
-        let _ = writeln!(f, "{line}");
-    }
 }
 
 /// Every path under `dir` (relative, sorted), directories included.
@@ -147,7 +132,7 @@ fn qemu_hash_mismatch_fails_without_partial_files() {
         .fw_cfg_config(&cfg)
         .user_net()
         .boot(&dir, BOOT_TIMEOUT);
-    record(test, "failing boot", &b);
+    b.record(test, "failing boot");
     let d = b.dump();
     let c = &b.console;
 
@@ -307,7 +292,7 @@ fn qemu_raid1_root_across_two_disks() {
         .fw_cfg_config(&cfg)
         .user_net();
     let b = vm.boot(&dir, BOOT_TIMEOUT);
-    record(test, "first boot", &b);
+    b.record(test, "first boot");
     let d = b.dump();
     assert!(b.exited, "the boot did not finish in time\n{d}");
     assert!(b.reached_test_init(), "no switch to the new root\n{d}");
@@ -417,18 +402,8 @@ fn qemu_raid1_root_across_two_disks() {
     // A second boot finds the array (assembled from its superblocks; no udev does it here)
     // and the stamp on it: no provisioning, the same root.
     let second = vm.boot(&dir, BOOT_TIMEOUT);
-    record(test, "second boot", &second);
-    let d = second.dump();
-    assert!(second.reached_test_init(), "second boot\n{d}");
-    let c = &second.console;
-    assert!(
-        c.contains("ember: not the first boot (the root filesystem has /etc/.ignition-result.json): no provisioning"),
-        "{d}"
-    );
-    assert!(
-        !c.contains("ember: stage "),
-        "a stage ran on the second boot\n{d}"
-    );
+    second.record(test, "second boot");
+    second.assert_second_boot();
     let mdstat = second.file("/proc/mdstat").unwrap_or_default();
     eprintln!("{test}: /proc/mdstat on the second boot:\n{mdstat}");
     assert!(mdstat.contains(" : active raid1 "), "{mdstat}");

@@ -188,7 +188,7 @@ fn qemu_metal_config_url_over_http() {
         .disk(&root, "root")
         .user_net()
         .boot(&dir, BOOT_TIMEOUT);
-    ns::record(test, "first boot", &b);
+    b.record(test, "first boot");
     let d = b.dump();
     assert_pivoted(&b);
     let c = &b.console;
@@ -365,7 +365,7 @@ fn qemu_pxe_boot_fetches_the_config() {
         "{qemu_args:?}"
     );
     let b = vm.boot(&dir, BOOT_TIMEOUT);
-    ns::record(test, "PXE boot", &b);
+    b.record(test, "PXE boot");
     let d = b.dump();
     assert_pivoted(&b);
     // The kernel ran with the command line of the iPXE script, so the script booted it.
@@ -409,7 +409,7 @@ fn metadata_boot(
         .arg("-device")
         .arg("virtio-net-pci,netdev=md")
         .boot(&dir, BOOT_TIMEOUT);
-    ns::record(test, "first boot", &b);
+    b.record(test, "first boot");
     assert_pivoted(&b);
     assert!(
         b.console.contains("ember: network (DHCP): done"),
@@ -542,7 +542,7 @@ fn qemu_openstack_config_drive() {
         &ns::sata_cdrom_args(&iso, "cd0"),
     )
     .boot(&dir, BOOT_TIMEOUT);
-    ns::record(test, "first boot", &b);
+    b.record(test, "first boot");
     let d = b.dump();
     assert_pivoted(&b);
     let c = &b.console;
