@@ -841,15 +841,20 @@ impl Fetcher {
     /// Fetches a whole resource into memory (configs, CA bundles, key files).
     /// `Ok(None)` when it does not exist (404); [`Error::TooLarge`] past `max_len` bytes.
     pub fn fetch_bytes(&self, res: &Resource, max_len: u64) -> Result<Option<Vec<u8>>, Error> {
+        match self.fetch_limited(res, max_len) {
+            Ok(data) => Ok(Some(data)),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`Fetcher::fetch_bytes`] for a resource that must exist: a 404 is an error too.
+    pub fn fetch_limited(&self, res: &Resource, max_len: u64) -> Result<Vec<u8>, Error> {
         let mut sink = VecSink {
             buf: Vec::new(),
             max: max_len,
         };
-        match self.fetch_into(res, &mut sink) {
-            Ok(_) => Ok(Some(sink.buf)),
-            Err(Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.fetch_into(res, &mut sink).map(|_| sink.buf)
     }
 
     /// Runs `f` over `items` on up to `options.parallelism` threads; results keep the order of

@@ -1093,6 +1093,20 @@ fn a_hash_mismatch_leaves_nothing_behind() {
         "$.storage.files.1.contents"
     );
     assert_eq!(snapshot(root), before, "nothing at any depth");
+    // The same for a remote source that does not exist: one request, its 404 the cause.
+    let missing = HttpServer::start(|_, w| respond(w, 404, &[], b""));
+    let cfg = parse(v36(json!({"storage": {"files": [
+        {"path": "/hostname", "contents": {"source": "data:,shallow"}},
+        {"path": "/srv/app/deep/payload", "contents": {"source": missing.url("/gone")}},
+    ]}})));
+    let f = Env::new().run_err(root, &cfg);
+    assert_eq!(
+        f.path.as_ref().unwrap().to_string(),
+        "$.storage.files.1.contents"
+    );
+    assert!(f.chain().contains("not found"), "{}", f.chain());
+    assert_eq!(missing.requests().len(), 1);
+    assert_eq!(snapshot(root), before, "nothing at any depth");
 
     // A small source is fetched once, ahead; a source over 4 MiB is refused ahead as soon as
     // its Content-Length is known, and fetched while writing; both land whole.

@@ -214,8 +214,8 @@ impl Plan<'_> {
         let left = std::sync::atomic::AtomicU64::new(PREFETCH_TOTAL_MAX);
         let results = fetcher.fetch_many(items, |f, (k, res, at, desc)| {
             let max = PREFETCH_ITEM_MAX.min(left.load(Ordering::Relaxed));
-            let r = match f.fetch_bytes(&res, max) {
-                Ok(Some(data)) => {
+            let r = match f.fetch_limited(&res, max) {
+                Ok(data) => {
                     let n = data.len() as u64;
                     let _ = left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| {
                         Some(l.saturating_sub(n))
@@ -224,8 +224,6 @@ impl Plan<'_> {
                 }
                 // Too large to keep: fetched while writing.
                 Err(fetch::Error::TooLarge { .. }) => Ok(None),
-                // Not found: fetched again for the fetcher's own error.
-                Ok(None) => f.fetch_to(&res, &mut io::sink()).map(|_| None),
                 Err(e) => Err(e),
             };
             r.map_err(|x| failure(desc, Some(at), Error::Fetch(x)))
