@@ -381,6 +381,42 @@ fn reset_mid_body_fails_a_writer_and_is_retried_into_a_buffer() {
     assert_eq!(got, body);
 }
 
+/// `fetch_to_file` starts a file over: what it held before and what a failed attempt wrote
+/// are both gone from the result.
+#[test]
+fn fetch_to_file_replaces_old_content_and_a_failed_attempt() {
+    let body = pattern(2 << 20);
+    let b = body.clone();
+    let addr = raw_server(move |i, mut s| {
+        let _ = read_request(&mut s);
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", b.len());
+        let _ = s.write_all(head.as_bytes());
+        if i == 0 {
+            let _ = s.write_all(&b[..1 << 20]);
+            std::thread::sleep(Duration::from_millis(300));
+            reset(s);
+        } else {
+            let _ = s.write_all(&b);
+        }
+    });
+    let path = tempdir("fetch-to-file").join("out");
+    std::fs::write(&path, vec![b'x'; 3 << 20]).unwrap();
+    let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    let f = fetcher(opts());
+    let res = Resource {
+        hash: Some(sha512(&body)),
+        ..Resource::new(format!("http://{addr}/big"))
+    };
+    let outcome = f.fetch_to_file(&res, &mut file).unwrap();
+    drop(file);
+    assert_eq!(outcome.size, body.len() as u64);
+    assert!(
+        std::fs::read(&path).unwrap() == body,
+        "file differs from the body"
+    );
+    std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+}
+
 #[test]
 fn truncated_body_is_an_error() {
     let addr = raw_server(|_, mut s| {
