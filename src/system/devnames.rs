@@ -492,11 +492,18 @@ impl DevNames {
     /// Removes every by-* link whose target is the device `disk_name` or one of its
     /// partitions (`<disk>N` or `<disk>pN`).  Returns the links removed.
     pub fn remove_links_to(&self, disk_name: &str) -> Result<Vec<PathBuf>> {
+        // The kernel puts a `p` between a name that ends in a digit and the partition number
+        // (loop1p2, nvme0n1p2; loop10 is another disk) and nothing otherwise (sda2).
+        let needs_p = disk_name.ends_with(|c: char| c.is_ascii_digit());
         let is_ours = |target: &str| {
             target == disk_name
                 || target.strip_prefix(disk_name).is_some_and(|rest| {
-                    let digits = rest.strip_prefix('p').unwrap_or(rest);
-                    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+                    let digits = if needs_p {
+                        rest.strip_prefix('p')
+                    } else {
+                        Some(rest)
+                    };
+                    digits.is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
                 })
         };
         let mut removed = Vec::new();
@@ -561,6 +568,36 @@ mod tests {
         assert!(pci_addr("0000:00:04.0"));
         assert!(!pci_addr("pci0000:00"));
         assert!(!pci_addr("virtio1"));
+    }
+
+    #[test]
+    fn removing_links_to_loop1_leaves_loop10() {
+        let top = std::env::temp_dir().join(format!("ember-devnames-{}", std::process::id()));
+        let dir = top.join("disk/by-label");
+        fs::create_dir_all(&dir).unwrap();
+        for (link, target) in [
+            ("a", "loop1"),
+            ("b", "loop1p2"),
+            ("c", "loop10"),
+            ("d", "loop10p1"),
+            ("e", "loop1p"),
+            ("f", "sda1"),
+        ] {
+            std::os::unix::fs::symlink(format!("../../{target}"), dir.join(link)).unwrap();
+        }
+        let names = DevNames { dev: top.clone() };
+        let mut removed = names.remove_links_to("loop1").unwrap();
+        removed.sort();
+        assert_eq!(removed, [dir.join("a"), dir.join("b")]);
+        let mut sda = names.remove_links_to("sda").unwrap();
+        sda.extend(names.remove_links_to("sd").unwrap());
+        assert_eq!(sda, [dir.join("f")]);
+        let left: Vec<_> = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left.len(), 3, "{left:?}");
+        fs::remove_dir_all(&top).unwrap();
     }
 
     #[test]
