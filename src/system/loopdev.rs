@@ -8,7 +8,9 @@
 //!
 //! [`LoopDevice`]'s `Drop` deletes the partitions the kernel has for it (`BLKPG`) and detaches
 //! it; it runs during a panic's unwinding, so tests clean up after failures too.
-//! [`ScratchDisk`] is the test fixture: a sparse file of N MiB, already unlinked, on a loop.
+//! [`ScratchDisk`] is the test fixture: a sparse file of N MiB, already unlinked, on a loop;
+//! its `Drop` also removes the /dev/disk/by-* links to it, so that no test leaves links behind
+//! to a loop device that a later test gets.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -286,7 +288,8 @@ fn configure(loop_file: &File, backing: &File, opts: &LoopOptions) -> io::Result
 
 /// A sparse file of a given size attached to a loop device: a scratch disk for tests and
 /// benchmarks.  The file is unlinked as soon as it is attached, so nothing is left behind
-/// whatever happens to the process; dropping the disk detaches the loop device.
+/// whatever happens to the process; dropping the disk removes the /dev/disk/by-* links to it
+/// and its partitions (made by Ember's disks stage) and detaches the loop device.
 #[derive(Debug)]
 pub struct ScratchDisk {
     // Declared first: dropped (detached) before anything else.
@@ -370,5 +373,15 @@ impl ScratchDisk {
 
     pub fn loop_device(&self) -> &LoopDevice {
         &self.loop_dev
+    }
+}
+
+impl Drop for ScratchDisk {
+    fn drop(&mut self) {
+        // Before the loop device goes (the field is dropped after this): links left behind
+        // would name whatever the next user of this loop number puts there.
+        if let Err(e) = crate::system::devnames::DevNames::default().remove_links_to(&self.name()) {
+            log::warn!("{e}");
+        }
     }
 }

@@ -889,3 +889,30 @@ fn loop_devices_clean_up_partitions() {
     let n = *r.unwrap_err().downcast::<String>().unwrap();
     assert!(!Path::new(&format!("/sys/class/block/{n}/{n}p1")).exists());
 }
+
+#[test]
+fn scratch_disks_remove_their_dev_disk_links() {
+    require_root();
+    let label = format!("emb-gone-{}", &Guid::random().to_string()[..8]);
+    let names = DevNames::default();
+    let (links, other) = {
+        let disk = ScratchDisk::new(16).unwrap();
+        commit(disk.path(), &[new(1, 0, 0), name(1, &label)]);
+        let links = names.refresh_disk_links(disk.path()).unwrap();
+        let by_label = Path::new("/dev/disk/by-partlabel").join(&label);
+        assert!(links.contains(&by_label), "{links:?}");
+        // A link to another device is left alone.
+        let other = Path::new("/dev/disk/by-partlabel").join(format!("{label}-other"));
+        std::os::unix::fs::symlink("../../ember-no-such-device", &other).unwrap();
+        (links, other)
+    };
+    for l in &links {
+        assert!(
+            l.symlink_metadata().is_err(),
+            "{} is still there",
+            l.display()
+        );
+    }
+    assert!(other.symlink_metadata().is_ok());
+    std::fs::remove_file(&other).unwrap();
+}

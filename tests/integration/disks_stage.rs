@@ -16,7 +16,6 @@ use ember::fetch::{self, Fetcher};
 use ember::stages::disks::{self, FsAction, LuksAction, Options, Outcome};
 use ember::stages::{mount, Context, Failure, Mode, OpLog, Settings, Stage, State};
 use ember::system::blockdev::{self, SysBlock};
-use ember::system::devnames::DevNames;
 use ember::system::gpt::Guid;
 use ember::system::loopdev::ScratchDisk;
 use ember::system::mounts::{self, MountGuard};
@@ -26,7 +25,7 @@ use crate::harness::{require_root, tool, TempDir};
 // ---------------------------------------------------------------------------------------------
 // Fixtures
 
-/// A scratch disk whose /dev/disk links are removed when it goes.
+/// A scratch disk (root needed), with its paths as strings for configs.
 struct Disk {
     inner: ScratchDisk,
 }
@@ -52,12 +51,6 @@ impl Disk {
     }
     fn part(&self, n: u32) -> String {
         self.inner.partition_path(n).display().to_string()
-    }
-}
-
-impl Drop for Disk {
-    fn drop(&mut self) {
-        let _ = DevNames::default().remove_links_to(&self.inner.name());
     }
 }
 

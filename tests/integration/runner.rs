@@ -596,7 +596,6 @@ fn config_source_precedence() {
 #[test]
 fn config_from_a_labelled_device_on_the_command_line() {
     crate::harness::require_root();
-    use ember::system::devnames::DevNames;
     use ember::system::loopdev::ScratchDisk;
     let m = Machine::new("device");
     let label = format!("EMB{}", std::process::id() % 100_000);
@@ -617,13 +616,6 @@ fn config_from_a_labelled_device_on_the_command_line() {
             disk.path().to_str().unwrap(),
         ],
     );
-    struct Cleanup(String);
-    impl Drop for Cleanup {
-        fn drop(&mut self) {
-            let _ = DevNames::default().remove_links_to(&self.0);
-        }
-    }
-    let _cleanup = Cleanup(disk.name());
     m.cmdline(&format!(
         "ignition.config.device={label} ignition.config.path=/boot/../boot/config.ign"
     ));
@@ -1564,18 +1556,16 @@ fn authorized_keys_fragment_switch() {
 #[test]
 fn whole_sequence_on_a_loop_device() {
     crate::harness::require_root();
-    use ember::system::devnames::DevNames;
     use ember::system::loopdev::ScratchDisk;
-    struct Cleanup(String, PathBuf);
+    struct Cleanup(PathBuf);
     impl Drop for Cleanup {
         fn drop(&mut self) {
-            let _ = ember::system::mounts::umount_lazy(&self.1);
-            let _ = DevNames::default().remove_links_to(&self.0);
+            let _ = ember::system::mounts::umount_lazy(&self.0);
         }
     }
     let m = Machine::new("loop");
     let disk = ScratchDisk::new(64).unwrap();
-    let _cleanup = Cleanup(disk.name(), m.p("root/var"));
+    let _cleanup = Cleanup(m.p("root/var"));
     let tag = std::process::id() % 100_000;
     let (plabel, fslabel) = (format!("emb-var-{tag}"), format!("EMBVAR{tag}"));
     m.config(
