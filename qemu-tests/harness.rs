@@ -346,8 +346,9 @@ impl Default for TestRoot {
 // ---------------------------------------------------------------------------------------------
 // Booting
 
-/// One boot at a time: two TCG guests on two cores slow each other past every timeout.
-fn boot_lock() -> MutexGuard<'static, ()> {
+/// One boot at a time: two TCG guests on two cores slow each other past every timeout.  Every
+/// test that starts QEMU (here and in the disks tests' VM) holds it while the guest runs.
+pub fn boot_lock() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
     LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }

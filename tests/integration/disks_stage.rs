@@ -1200,7 +1200,7 @@ mod vm {
         if !Path::new("/bin/busybox").exists() {
             return Err("/bin/busybox is missing (package busybox-static)".into());
         }
-        let mut versions: Vec<String> = std::fs::read_dir("/boot")
+        let versions: Vec<String> = std::fs::read_dir("/boot")
             .map_err(|e| format!("reading /boot: {e}"))?
             .filter_map(|e| e.ok())
             .filter_map(|e| {
@@ -1216,10 +1216,37 @@ mod vm {
                     .exists()
             })
             .collect();
-        versions.sort();
-        versions.pop().ok_or_else(|| {
+        newest(versions).ok_or_else(|| {
             "no kernel with modules in /boot and /lib/modules (package linux-image-amd64)".into()
         })
+    }
+
+    /// The newest of kernel `versions`, numbers compared as numbers (6.1.0-10 is newer than
+    /// 6.1.0-9), like `sort -V` in qemu-tests/get-kernel.sh.
+    pub(super) fn newest(versions: Vec<String>) -> Option<String> {
+        versions
+            .into_iter()
+            .max_by(|a, b| version_key(a).cmp(&version_key(b)))
+    }
+
+    /// A version as runs of digits (compared as numbers) and runs of anything else.
+    fn version_key(v: &str) -> Vec<(u64, String)> {
+        let mut key = Vec::new();
+        let mut rest = v;
+        while !rest.is_empty() {
+            let digits = rest.starts_with(|c: char| c.is_ascii_digit());
+            let end = rest
+                .find(|c: char| c.is_ascii_digit() != digits)
+                .unwrap_or(rest.len());
+            let (run, tail) = rest.split_at(end);
+            key.push(if digits {
+                (run.parse().unwrap_or(u64::MAX), String::new())
+            } else {
+                (0, run.to_string())
+            });
+            rest = tail;
+        }
+        key
     }
 
     /// The module files to load, in order, for `modules` of kernel `version`.
@@ -1336,6 +1363,9 @@ $B poweroff -f
             ],
         );
         let serial = dir.path().join("console.log");
+        // One guest at a time, shared with the QEMU scenarios: two TCG guests on two cores slow
+        // each other past every timeout.
+        let one_at_a_time = crate::qemu_harness::boot_lock();
         let started = std::time::Instant::now();
         let result = ember::system::command::Command::new("qemu-system-x86_64")
             .args(accel())
@@ -1362,6 +1392,7 @@ $B poweroff -f
             ])
             .timeout(Duration::from_secs(900))
             .run();
+        drop(one_at_a_time);
         let log = std::fs::read_to_string(&serial)
             .unwrap_or_default()
             .replace('\r', "");
@@ -1380,6 +1411,21 @@ $B poweroff -f
             started.elapsed()
         );
     }
+}
+
+#[test]
+fn the_test_vm_boots_the_newest_kernel_by_version_number() {
+    let v = |l: &[&str]| vm::newest(l.iter().map(|s| s.to_string()).collect());
+    assert_eq!(
+        v(&["6.1.0-9-amd64", "6.1.0-10-amd64", "6.1.0-2-amd64"]).as_deref(),
+        Some("6.1.0-10-amd64")
+    );
+    assert_eq!(
+        v(&["6.10.0-1-amd64", "6.9.12-1-amd64"]).as_deref(),
+        Some("6.10.0-1-amd64")
+    );
+    assert_eq!(v(&["6.1.0-56-amd64"]).as_deref(), Some("6.1.0-56-amd64"));
+    assert_eq!(v(&[]), None);
 }
 
 /// An md array name no other test uses.
