@@ -47,12 +47,17 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Where built images are kept during a run (`target/qemu-tests`).
-fn work_dir() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
+/// Cargo's target directory: `$CARGO_TARGET_DIR`, else `target` in the repository.
+pub fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .filter(|d| !d.is_empty())
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target"));
-    let d = target.join("qemu-tests");
+        .unwrap_or_else(|| repo().join("target"))
+}
+
+/// Where built images are kept during a run (`<target>/qemu-tests`).
+fn work_dir() -> PathBuf {
+    let d = target_dir().join("qemu-tests");
     std::fs::create_dir_all(&d).expect("creating target/qemu-tests");
     d
 }
@@ -171,10 +176,7 @@ pub fn ember_binary() -> PathBuf {
             "building the release binary failed:\n{}",
             String::from_utf8_lossy(&o.stderr)
         );
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| repo().join("target"));
-        let bin = target.join("x86_64-unknown-linux-gnu/release/ember");
+        let bin = target_dir().join("x86_64-unknown-linux-gnu/release/ember");
         assert!(bin.exists(), "{} was not built", bin.display());
         eprintln!(
             "qemu-tests: release binary {} ({} bytes) ready in {:.1} s",
@@ -603,12 +605,12 @@ impl Boot {
             .collect()
     }
 
-    /// Prints this boot's timings and appends them to `target/qemu-tests/timings.log`.
+    /// Prints this boot's timings and appends them to `<target>/qemu-tests/timings.log`.
     pub fn record(&self, test: &str, what: &str) {
         use std::io::Write;
         let line = format!("{test} ({what}): {}", self.timings());
         eprintln!("{line}");
-        let log = repo().join("target/qemu-tests/timings.log");
+        let log = work_dir().join("timings.log");
         if let Ok(mut f) = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -880,4 +882,35 @@ pub fn blkid(node: &Path) -> (String, String) {
             .unwrap_or_default()
     };
     (v("TYPE"), v("LABEL"))
+}
+
+#[test]
+fn boot_timings_go_to_the_cargo_target_dir() {
+    if std::env::var_os("EMBER_TEST_RECORD_CHILD").is_some() {
+        let boot = Boot {
+            console: String::new(),
+            qemu_stderr: String::new(),
+            exited: true,
+            took: Duration::ZERO,
+        };
+        return boot.record("child", "no boot");
+    }
+    // A child of this test binary, with its own CARGO_TARGET_DIR (this process's environment
+    // is shared by the tests running beside it).
+    let target = TempDir::new("target-dir");
+    let o = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "qemu_harness::boot_timings_go_to_the_cargo_target_dir",
+            "--test-threads=1",
+        ])
+        .env("CARGO_TARGET_DIR", target.path())
+        .env("EMBER_TEST_RECORD_CHILD", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let log = std::fs::read_to_string(target.path().join("qemu-tests/timings.log"))
+        .unwrap_or_else(|e| panic!("timings.log in CARGO_TARGET_DIR: {e}"));
+    assert!(log.starts_with("child (no boot): "), "{log}");
 }
