@@ -51,15 +51,6 @@ pub fn with_port(config: &[u8], port: u16) -> Vec<u8> {
         .into_bytes()
 }
 
-/// The lowercase hex SHA-512 of `data`.
-pub fn sha512_hex(data: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha512::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
 /// The boot's status file (`/run/ember/boot.json`) as the new root's init showed it.
 pub fn boot_json(b: &Boot) -> serde_json::Value {
     let text = b

@@ -480,11 +480,7 @@ fn qemu_remote_file_brings_up_the_network() {
             crate::harness::respond(conn, 404, &[], b"");
         }
     });
-    use sha2::Digest;
-    let hash: String = sha2::Sha512::digest(&body)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hash = crate::harness::sha512_hex(&body);
     let cfg = dir.path().join("config.ign");
     std::fs::write(
         &cfg,

@@ -5,8 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::harness::sha512_hex;
 use ember::system::mounts::MountGuard;
-use sha2::Digest;
 
 use crate::harness::{respond, HttpServer, TempDir};
 use crate::qemu_harness::{self as qh, HostDisk, TestRoot, BOOT_TIMEOUT};
@@ -30,13 +30,6 @@ fn config(dir: &Path, name: &str, vars: &[(&str, &str)]) -> PathBuf {
     let out = dir.join(name);
     std::fs::write(&out, text).unwrap();
     out
-}
-
-fn sha512_hex(data: &[u8]) -> String {
-    sha2::Sha512::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// Every path under `dir` (relative, sorted), directories included.

@@ -146,7 +146,7 @@ fn qemu_metal_config_url_over_http() {
     let tpl = String::from_utf8_lossy(&template);
     for (name, body) in [("child.ign", &child), ("motd", &motd), ("hello.sh", &hello)] {
         assert!(
-            tpl.contains(&format!("sha512-{}", ns::sha512_hex(body))),
+            tpl.contains(&format!("sha512-{}", crate::harness::sha512_hex(body))),
             "qemu-tests/configs/metal/config.ign does not have the sha512 of {name}"
         );
     }

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::harness::{ember_bin, respond, HttpServer, TempDir};
+use crate::harness::{ember_bin, respond, sha512_hash, HttpServer, TempDir};
 
 // ---------------------------------------------------------------------------------------------
 // The snapshot helper
@@ -259,11 +259,6 @@ fn durations_are_normalised() {
     );
 }
 
-fn sha512(b: &[u8]) -> String {
-    use sha2::Digest;
-    format!("sha512-{:x}", sha2::Sha512::digest(b))
-}
-
 // ---------------------------------------------------------------------------------------------
 // The reports
 
@@ -275,7 +270,7 @@ fn report_hash_mismatch_of_a_remote_file() {
         "ignition": {"version": "3.4.0"},
         "storage": {"files": [{"path": "/etc/motd", "mode": 420, "contents": {
             "source": server.url("/motd?token=SECRET-TOKEN"),
-            "verification": {"hash": sha512(b"another motd\n")}}}]}
+            "verification": {"hash": sha512_hash(b"another motd\n")}}}]}
     }));
     let r = m.fail_at(
         &["fetch-offline", "fetch", "kargs", "disks", "mount"],

@@ -1111,10 +1111,7 @@ fn a_hash_mismatch_leaves_nothing_behind() {
     // A small source is fetched once, ahead; a source over 4 MiB is refused ahead as soon as
     // its Content-Length is known, and fetched while writing; both land whole.
     let big: Vec<u8> = (0..(5u32 << 20)).map(|i| (i % 251) as u8).collect();
-    let big_hash = {
-        use sha2::Digest;
-        hex(&sha2::Sha512::digest(&big))
-    };
+    let big_hash = crate::harness::sha512_hex(&big);
     let served = big.clone();
     let server2 = HttpServer::start(move |r, w| match r.path() {
         "/big" => respond(w, 200, &[], &served),

@@ -33,6 +33,17 @@ pub fn tool(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The lowercase hex SHA-512 of `data`.
+pub fn sha512_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha512::digest(data))
+}
+
+/// An Ignition verification hash of `data`: `sha512-<hex>`.
+pub fn sha512_hash(data: &[u8]) -> String {
+    format!("sha512-{}", sha512_hex(data))
+}
+
 /// A fresh empty directory under the temp dir, removed (best effort) on drop.
 pub struct TempDir(pub PathBuf);
 

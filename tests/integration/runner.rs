@@ -5,9 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use sha2::Digest;
-
-use crate::harness::{ember_bin, respond, HttpServer, TempDir};
+use crate::harness::{ember_bin, respond, sha512_hash, HttpServer, TempDir};
 
 const SECRET_HASH: &str = "$6$rounds=5000$EMBERSECRETHASHxyz$abcdefghijklmnop";
 const SECRET_PAYLOAD: &str = "EMBER-SECRET-PAYLOAD-4242";
@@ -647,14 +645,6 @@ fn data_url(json: &str) -> String {
     )
 }
 
-fn sha512(b: &[u8]) -> String {
-    let d = sha2::Sha512::digest(b);
-    format!(
-        "sha512-{}",
-        d.iter().map(|x| format!("{x:02x}")).collect::<String>()
-    )
-}
-
 #[test]
 fn rendering_stops_at_a_bounded_number_of_referenced_configs() {
     // 40 merges of 30 merges each: 1,240 referenced configs, more than Ember fetches. A
@@ -713,7 +703,7 @@ fn render_merge_and_replace() {
         &serde_json::json!({
             "ignition": {"version": "3.4.0", "config": {"merge": [
                 {"source": data_url(&nested)},
-                {"source": server.url("/merge.ign?token=SECRETQUERY"), "verification": {"hash": sha512(remote.as_bytes())}}
+                {"source": server.url("/merge.ign?token=SECRETQUERY"), "verification": {"hash": sha512_hash(remote.as_bytes())}}
             ]}},
             "kernelArguments": {"shouldExist": ["from-user"]}
         })
@@ -757,7 +747,7 @@ fn render_merge_and_replace() {
     m.config(
         &serde_json::json!({
             "ignition": {"version": "3.4.0", "config": {"merge": [
-                {"source": server.url("/merge.ign"), "verification": {"hash": sha512(b"other")}}
+                {"source": server.url("/merge.ign"), "verification": {"hash": sha512_hash(b"other")}}
             ]}}
         })
         .to_string(),
@@ -1485,7 +1475,7 @@ fn certificate_authorities_apply_to_later_fetches_and_are_inlined() {
     // A CA fetched over http, given by a merged child, applies to the merges after it.
     let child = serde_json::json!({
         "ignition": {"version": "3.4.0", "security": {"tls": {"certificateAuthorities": [
-            {"source": plain.url("/ca.pem"), "verification": {"hash": sha512(ca_pem.as_bytes())}}
+            {"source": plain.url("/ca.pem"), "verification": {"hash": sha512_hash(ca_pem.as_bytes())}}
         ]}}}
     })
     .to_string();

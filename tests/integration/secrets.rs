@@ -20,9 +20,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
-use sha2::Digest;
 
-use crate::harness::{ember_bin, require_root, respond, HttpServer, TempDir};
+use crate::harness::{ember_bin, require_root, respond, sha512_hash, HttpServer, TempDir};
 
 // ---------------------------------------------------------------------------------------------
 // The secrets
@@ -209,10 +208,6 @@ impl Evidence {
 // The server: the remote file (only with both headers), the merged config, the user config,
 // the status webhook.
 
-fn sha512(b: &[u8]) -> String {
-    format!("sha512-{:x}", sha2::Sha512::digest(b))
-}
-
 fn child_config() -> String {
     serde_json::json!({
         "ignition": {"version": "3.4.0"},
@@ -328,7 +323,7 @@ fn config_with(port: u16, change: impl FnOnce(&mut serde_json::Value)) -> String
              "contents": {"source": format!("{base}/files/remote.txt"),
                           "httpHeaders": [{"name": "Authorization", "value": format!("Bearer {BEARER}")},
                                           {"name": "X-Custom-Token", "value": HEADER}],
-                          "verification": {"hash": sha512(REMOTE.as_bytes())}}},
+                          "verification": {"hash": sha512_hash(REMOTE.as_bytes())}}},
             {"path": "/etc/appended.txt", "mode": 384,
              "append": [{"source": format!("data:,{}", percent(APPEND, true))}]}
         ]},
@@ -598,7 +593,7 @@ fn no_secret_in_failing_boots() {
             hook.clone(),
             config_with(port, |v| {
                 v["storage"]["files"][2]["contents"]["verification"]["hash"] =
-                    sha512(b"something else").into();
+                    sha512_hash(b"something else").into();
             }),
             "files",
         ),
@@ -790,7 +785,7 @@ fn no_secret_in_ember_run_syslog_journal_apply_and_plan() {
             "run-hash",
             config_with(port, |v| {
                 v["storage"]["files"][2]["contents"]["verification"]["hash"] =
-                    sha512(b"not it").into();
+                    sha512_hash(b"not it").into();
             }),
             1,
         ),
@@ -815,7 +810,8 @@ fn no_secret_in_ember_run_syslog_journal_apply_and_plan() {
     // ember apply, and ember plan: with the config, and with failing ones.
     let failing = [
         config_with(port, |v| {
-            v["storage"]["files"][2]["contents"]["verification"]["hash"] = sha512(b"not it").into();
+            v["storage"]["files"][2]["contents"]["verification"]["hash"] =
+                sha512_hash(b"not it").into();
         }),
         config_with(port, |v| {
             v["ignition"]["config"]["merge"][0]["source"] =
@@ -927,7 +923,7 @@ fn cloud_boot_in_process() {
             "hash",
             config_with(port, |v| {
                 v["storage"]["files"][2]["contents"]["verification"]["hash"] =
-                    sha512(b"not it").into();
+                    sha512_hash(b"not it").into();
             }),
             Some(Stage::Files),
         ),
