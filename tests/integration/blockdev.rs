@@ -1,20 +1,21 @@
 //! The privileged block-device layer on real loop devices, checked from outside with sgdisk,
 //! blkid and lsblk.  Needs root.
 
-use std::collections::HashMap;
 use std::fs::OpenOptions;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ember::system::blockdev::{self, BlockDevice, NotifyOptions, SysBlock};
+use ember::system::blockdev::{self, BlockDevice, NotifyOptions};
 use ember::system::devnames::{self, DevNames};
 use ember::system::gpt::{self, Guid, Op};
 use ember::system::loopdev::ScratchDisk;
 use ember::system::mounts::{self, MountGuard};
 use ember::system::probe;
 
-use crate::harness::{require_root, tool, TempDir};
+use crate::harness::{
+    blkid, kernel_partitions, require_root, sgdisk_table, sgdisk_verify_ok, tool, TempDir,
+};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -44,57 +45,6 @@ fn commit(disk: &Path, ops: &[Op]) -> gpt::Table {
     gpt::write_device(disk, &t).unwrap();
     blockdev::notify_kernel(disk, &t.kernel_extents(), &NotifyOptions::default()).unwrap();
     t
-}
-
-fn sgdisk_verify_ok(disk: &Path) {
-    let out = tool("sgdisk", &["-v", path_str(disk)]);
-    assert!(out.contains("No problems found"), "sgdisk -v: {out}");
-}
-
-/// `number -> (start, end, name)` from `sgdisk -p`.
-fn sgdisk_table(disk: &Path) -> HashMap<u32, (u64, u64, String)> {
-    let out = tool("sgdisk", &["-p", path_str(disk)]);
-    let mut m = HashMap::new();
-    let mut in_table = false;
-    for line in out.lines() {
-        if line.starts_with("Number") {
-            in_table = true;
-            continue;
-        }
-        if !in_table || line.trim().is_empty() {
-            continue;
-        }
-        let f: Vec<&str> = line.split_whitespace().collect();
-        // Number Start End Size Unit Code Name...
-        let name = f.get(6..).map(|n| n.join(" ")).unwrap_or_default();
-        m.insert(
-            f[0].parse().unwrap(),
-            (f[1].parse().unwrap(), f[2].parse().unwrap(), name),
-        );
-    }
-    m
-}
-
-fn blkid(dev: &Path) -> HashMap<String, String> {
-    let out = std::process::Command::new("blkid")
-        .args(["-p", "-o", "export", path_str(dev)])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.replace("\\ ", " ")))
-        .collect()
-}
-
-fn sys_partitions(disk: &Path) -> Vec<(u32, u64, u64)> {
-    SysBlock::from_path(disk)
-        .unwrap()
-        .partitions()
-        .unwrap()
-        .into_iter()
-        .map(|p| (p.number, p.start, p.size))
-        .collect()
 }
 
 fn unique(tag: &str) -> String {
@@ -149,7 +99,7 @@ fn create_partitions_as_sgdisk_sees_them() {
     );
     // The kernel knows both, and the nodes exist.
     assert_eq!(
-        sys_partitions(disk.path()),
+        kernel_partitions(disk.path()),
         vec![
             (1, 2048, 32768),
             (2, 2048 + 32768, t.last_usable - 2048 - 32768 + 1)
@@ -181,7 +131,7 @@ fn numbers_are_kept_when_first_is_deleted() {
         (2048 + 8192, 2048 + 2 * 8192 - 1, "keep".to_string())
     );
     sgdisk_verify_ok(disk.path());
-    assert_eq!(sys_partitions(disk.path()), vec![(2, 2048 + 8192, 8192)]);
+    assert_eq!(kernel_partitions(disk.path()), vec![(2, 2048 + 8192, 8192)]);
     assert!(!disk.partition_path(1).exists());
     assert!(disk.partition_path(2).exists());
     // Number 0 now takes the freed number 1, in the largest free block.
@@ -377,7 +327,7 @@ fn sector_size_4096() {
     assert_eq!(s[&1], (256, 256 + 1024 - 1, "a".to_string()));
     assert_eq!(s[&2].0, 256 + 1024);
     // sysfs counts 512-byte units whatever the sector size.
-    assert_eq!(sys_partitions(disk.path())[0], (1, 256 * 8, 1024 * 8));
+    assert_eq!(kernel_partitions(disk.path())[0], (1, 256 * 8, 1024 * 8));
     // A filesystem on the partition is seen by blkid where we put it.
     tool(
         "mkfs.ext4",
@@ -442,7 +392,7 @@ fn blkpg_path_while_a_partition_is_mounted() {
     assert_eq!(report.deleted, vec![2]);
     assert_eq!(report.resized, vec![3]);
     assert_eq!(report.added, vec![4]);
-    let sys = sys_partitions(disk.path());
+    let sys = kernel_partitions(disk.path());
     assert_eq!(sys.iter().map(|p| p.0).collect::<Vec<_>>(), vec![1, 3, 4]);
     assert_eq!(sys[1], (3, p3_start, 16384));
     assert!(!disk.partition_path(2).exists());

@@ -15,12 +15,15 @@ use ember::config::Config;
 use ember::fetch::{self, Fetcher};
 use ember::stages::disks::{self, FsAction, LuksAction, Options, Outcome};
 use ember::stages::{mount, Context, Failure, Mode, OpLog, Settings, Stage, State};
-use ember::system::blockdev::{self, SysBlock};
+use ember::system::blockdev;
 use ember::system::gpt::Guid;
 use ember::system::loopdev::ScratchDisk;
 use ember::system::mounts::{self, MountGuard};
 
-use crate::harness::{require_root, tool, TempDir};
+use crate::harness::{
+    blkid, kernel_partitions, require_root, sgdisk_table, sgdisk_verify_ok, tool, TempDir,
+};
+use crate::plan::device_hash;
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
@@ -142,85 +145,11 @@ fn disks_json(disks: &str, filesystems: &str) -> String {
     )
 }
 
-/// The failure's whole chain, for message checks.
-fn chain(f: &Failure) -> String {
-    f.chain()
-}
-
 // ---------------------------------------------------------------------------------------------
 // Outside views
 
-/// `number -> (start, end, name)` from `sgdisk -p`.
-fn sgdisk_table(disk: &Path) -> BTreeMap<u32, (u64, u64, String)> {
-    let out = tool("sgdisk", &["-p", disk.to_str().unwrap()]);
-    let mut m = BTreeMap::new();
-    let mut in_table = false;
-    for line in out.lines() {
-        if line.starts_with("Number") {
-            in_table = true;
-            continue;
-        }
-        if !in_table || line.trim().is_empty() {
-            continue;
-        }
-        let f: Vec<&str> = line.split_whitespace().collect();
-        let name = f.get(6..).map(|n| n.join(" ")).unwrap_or_default();
-        m.insert(
-            f[0].parse().unwrap(),
-            (f[1].parse().unwrap(), f[2].parse().unwrap(), name),
-        );
-    }
-    m
-}
-
 fn sgdisk_info(disk: &Path, n: u32) -> String {
     tool("sgdisk", &["-i", &n.to_string(), disk.to_str().unwrap()])
-}
-
-fn sgdisk_verify_ok(disk: &Path) {
-    let out = tool("sgdisk", &["-v", disk.to_str().unwrap()]);
-    assert!(out.contains("No problems found"), "sgdisk -v: {out}");
-}
-
-/// `blkid -p` as a map (empty when nothing is found).
-fn blkid(dev: &str) -> BTreeMap<String, String> {
-    let out = std::process::Command::new("blkid")
-        .args(["-p", "-o", "export", dev])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.replace("\\ ", " ")))
-        .collect()
-}
-
-/// SHA-256 of the whole device.
-fn device_hash(dev: &Path) -> String {
-    use sha2::{Digest, Sha256};
-    // Partitions and the whole disk have separate page caches: drop the disk's first.
-    blockdev::BlockDevice::open(dev).unwrap().flush().unwrap();
-    let mut f = std::fs::File::open(dev).unwrap();
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).unwrap();
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    format!("{:x}", h.finalize())
-}
-
-fn kernel_partitions(disk: &Path) -> Vec<(u32, u64, u64)> {
-    SysBlock::from_path(disk)
-        .unwrap()
-        .partitions()
-        .unwrap()
-        .into_iter()
-        .map(|p| (p.number, p.start, p.size))
-        .collect()
 }
 
 /// Makes partitions with sgdisk itself (not Ember) and tells the kernel.
@@ -488,7 +417,7 @@ fn mismatch_is_an_error_and_nothing_is_written() {
         "",
     );
     let err = Run::new(&json).disks().unwrap_err();
-    let msg = chain(&err);
+    let msg = err.chain();
     assert!(
         msg.ends_with(
             "partition 1 didn't match: label did not match (specified \"uno\", got \"one\")"
@@ -512,7 +441,7 @@ fn mismatch_is_an_error_and_nothing_is_written() {
         ),
         "",
     );
-    let msg = chain(&Run::new(&json).disks().unwrap_err());
+    let msg = Run::new(&json).disks().unwrap_err().chain();
     assert!(
         msg.ends_with(
             "partition 1 exists but is specified as nonexistant and wipePartitionEntry is false"
@@ -634,7 +563,7 @@ fn filesystem_reuse_wipe_and_mismatch() {
             &format!(r#"{{"device":"{}",{fs}}}"#, disk.part(1)),
         );
         let err = Run::new(&json).disks().unwrap_err();
-        let msg = chain(&err);
+        let msg = err.chain();
         assert!(
             msg.contains("filesystem is not of the correct type, label, or UUID (found ext4 label"),
             "{msg}"
@@ -777,7 +706,7 @@ fn mounted_partition_is_kept_and_the_rest_changes_through_blkpg() {
         ),
         "",
     );
-    let msg = chain(&Run::new(&change).disks().unwrap_err());
+    let msg = Run::new(&change).disks().unwrap_err().chain();
     assert!(
         msg.ends_with("refusing to modify active partition 1"),
         "{msg}"
@@ -786,7 +715,7 @@ fn mounted_partition_is_kept_and_the_rest_changes_through_blkpg() {
         &format!(r#"{{"device":"{}","wipeTable":true}}"#, disk.dev()),
         "",
     );
-    let msg = chain(&Run::new(&wipe).disks().unwrap_err());
+    let msg = Run::new(&wipe).disks().unwrap_err().chain();
     assert!(msg.contains("refusing to wipe active disk"), "{msg}");
     assert!(msg.contains("partition 1 mounted on"), "{msg}");
     // Formatting it is refused too.
@@ -797,7 +726,7 @@ fn mounted_partition_is_kept_and_the_rest_changes_through_blkpg() {
             disk.part(1)
         ),
     );
-    let msg = chain(&Run::new(&fmt).disks().unwrap_err());
+    let msg = Run::new(&fmt).disks().unwrap_err().chain();
     assert!(msg.contains("refusing to format"), "{msg}");
     assert_eq!(device_hash(disk.path()), before);
     guard.unmount().unwrap();
@@ -819,7 +748,7 @@ fn device_that_never_appears_fails_after_a_bounded_wait() {
         .unwrap_err();
     assert!(started.elapsed() < Duration::from_secs(5));
     assert_eq!(
-        chain(&err),
+        err.chain(),
         "waiting for the disks: device /dev/disk/by-id/ember-no-such-disk did not appear within 0.300 s"
     );
     // A filesystem on a partition name that nothing provides.
@@ -834,9 +763,9 @@ fn device_that_never_appears_fails_after_a_bounded_wait() {
         })
         .unwrap_err();
     assert!(
-        chain(&err).ends_with("did not appear within 0.200 s"),
+        err.chain().ends_with("did not appear within 0.200 s"),
         "{}",
-        chain(&err)
+        err.chain()
     );
 }
 
@@ -865,7 +794,7 @@ fn overlapping_and_oversized_partitions_are_refused() {
     let before = device_hash(disk.path());
     let mut run = Run::new(&overlapping.replace(r#""startMiB":5"#, r#""startMiB":20"#));
     run.config = cfg;
-    let msg = chain(&run.disks().unwrap_err());
+    let msg = run.disks().unwrap_err().chain();
     assert!(
         msg.ends_with(
             "partition 2 does not fit: sectors 10240-30719 overlap partition 1 (sectors 2048-22527)"
@@ -883,7 +812,7 @@ fn overlapping_and_oversized_partitions_are_refused() {
         ),
         "",
     );
-    let msg = chain(&Run::new(&json).disks().unwrap_err());
+    let msg = Run::new(&json).disks().unwrap_err().chain();
     assert!(
         msg.ends_with(
             "partition 1 does not fit: sectors 10240-30719 overlap partition 3 (sectors 2048-22527)"
@@ -898,7 +827,7 @@ fn overlapping_and_oversized_partitions_are_refused() {
         ),
         "",
     );
-    let msg = chain(&Run::new(&json).disks().unwrap_err());
+    let msg = Run::new(&json).disks().unwrap_err().chain();
     assert!(
         msg.contains("partition 1 does not fit: sectors 22528-227327"),
         "{msg}"
@@ -947,7 +876,7 @@ fn corrupt_gpt_with_and_without_wipe_table() {
             "",
         )
     };
-    let msg = chain(&Run::new(&json(false)).disks().unwrap_err());
+    let msg = Run::new(&json(false)).disks().unwrap_err().chain();
     assert!(msg.contains("reading the partition table of"), "{msg}");
     assert!(msg.contains("the GPT is corrupt"), "{msg}");
     assert_eq!(device_hash(disk.path()), before);
@@ -987,7 +916,7 @@ fn mbr_table_needs_wipe_table() {
             "",
         )
     };
-    let msg = chain(&Run::new(&json(false)).disks().unwrap_err());
+    let msg = Run::new(&json(false)).disks().unwrap_err().chain();
     assert!(
         msg.contains("does not have a GPT but an MBR partition table"),
         "{msg}"
@@ -1104,7 +1033,7 @@ fn umount_leaves_a_busy_mount_alone() {
     let data = root.join("var/lib/data");
     let busy = std::fs::File::open(&data).unwrap();
     let err = run.umount().unwrap_err();
-    let msg = chain(&err);
+    let msg = err.chain();
     assert!(
         msg.contains(&format!("unmounting {}", data.display())),
         "{msg}"
@@ -1135,7 +1064,7 @@ fn mount_refuses_a_symlink_in_the_path() {
     run.disks().unwrap();
     let outside = TempDir::new("outside");
     std::os::unix::fs::symlink(outside.path(), run.root.path().join("var")).unwrap();
-    let msg = chain(&run.mount().unwrap_err());
+    let msg = run.mount().unwrap_err().chain();
     assert!(msg.contains("contains a non-directory component"), "{msg}");
     assert!(!outside.path().join("x").exists());
     assert!(is_mounted(&run.root.path().join("var/x")).is_none());
@@ -1602,7 +1531,7 @@ fn luks_with_a_key_file_and_reuse() {
         ),
     ] {
         let json = luks_json(&disk, &part, &name, Some(key), extra, &fs);
-        let msg = chain(&Run::new(&json).disks().unwrap_err());
+        let msg = Run::new(&json).disks().unwrap_err().chain();
         assert!(msg.contains("cannot be reused"), "{msg}");
         assert!(msg.contains(why), "{msg}");
         assert!(!msg.contains("s3cret"), "{msg}");
@@ -1651,9 +1580,10 @@ fn raid_and_luks_need_kernel_support_and_say_so_before_writing() {
         );
         let err = Run::new(&json).disks().unwrap_err();
         assert!(
-            chain(&err).contains("the kernel has no md (software RAID) support"),
+            err.chain()
+                .contains("the kernel has no md (software RAID) support"),
             "{}",
-            chain(&err)
+            err.chain()
         );
         assert!(err.hint.is_some());
     }
@@ -1664,9 +1594,10 @@ fn raid_and_luks_need_kernel_support_and_say_so_before_writing() {
         let json = luks_json(&disk, &part, "k", Some("x"), "", "");
         let err = Run::new(&json).disks().unwrap_err();
         assert!(
-            chain(&err).contains("the kernel has no device-mapper support"),
+            err.chain()
+                .contains("the kernel has no device-mapper support"),
             "{}",
-            chain(&err)
+            err.chain()
         );
     }
     if ember::stages::disks::devices::have_program("clevis") {
@@ -1674,7 +1605,7 @@ fn raid_and_luks_need_kernel_support_and_say_so_before_writing() {
     } else {
         checked += 1;
         let json = luks_json(&disk, &part, "k", None, r#","clevis":{"tpm2":true}"#, "");
-        let msg = chain(&Run::new(&json).disks().unwrap_err());
+        let msg = Run::new(&json).disks().unwrap_err().chain();
         assert!(
             msg.ends_with(
                 "clevis is needed for the clevis binding of LUKS volume \"k\" but was not found in PATH"
@@ -1836,9 +1767,10 @@ fn apply_mode_refuses_or_skips_storage() {
     };
     let err = run.disks().unwrap_err();
     assert!(
-        chain(&err).contains("cannot be applied to a directory tree"),
+        err.chain()
+            .contains("cannot be applied to a directory tree"),
         "{}",
-        chain(&err)
+        err.chain()
     );
     assert!(err
         .hint
@@ -1846,7 +1778,7 @@ fn apply_mode_refuses_or_skips_storage() {
         .unwrap()
         .contains("--ignore-unsupported"));
     let err = run.mount().unwrap_err();
-    assert!(chain(&err).contains("cannot be mounted"), "{}", chain(&err));
+    assert!(err.chain().contains("cannot be mounted"), "{}", err.chain());
     run.settings.mode = Mode::Apply {
         ignore_unsupported: true,
     };

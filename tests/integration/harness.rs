@@ -1,7 +1,8 @@
 //! Small helpers shared by the integration tests.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 /// Path of the `ember` binary built for this test run.
 pub fn ember_bin() -> PathBuf {
@@ -32,6 +33,66 @@ pub fn tool(program: &str, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+// ---------------------------------------------------------------------------------------------
+// Disks seen from outside: sgdisk, blkid and the kernel's partitions.
+
+/// `number -> (start, end, name)` from `sgdisk -p`.
+pub fn sgdisk_table(disk: &Path) -> BTreeMap<u32, (u64, u64, String)> {
+    let out = tool("sgdisk", &["-p", &disk.to_string_lossy()]);
+    let mut m = BTreeMap::new();
+    let mut in_table = false;
+    for line in out.lines() {
+        if line.starts_with("Number") {
+            in_table = true;
+            continue;
+        }
+        if !in_table || line.trim().is_empty() {
+            continue;
+        }
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // Number Start End Size Unit Code Name...
+        let name = f.get(6..).map(|n| n.join(" ")).unwrap_or_default();
+        m.insert(
+            f[0].parse().unwrap(),
+            (f[1].parse().unwrap(), f[2].parse().unwrap(), name),
+        );
+    }
+    m
+}
+
+/// Asserts that `sgdisk -v` finds no problem in the table of `disk`.
+pub fn sgdisk_verify_ok(disk: &Path) {
+    let out = tool("sgdisk", &["-v", &disk.to_string_lossy()]);
+    assert!(out.contains("No problems found"), "sgdisk -v: {out}");
+}
+
+/// `blkid -p` of `dev` as a map (empty when nothing is found).
+pub fn blkid(dev: &(impl AsRef<Path> + ?Sized)) -> BTreeMap<String, String> {
+    let out = std::process::Command::new("blkid")
+        .args(["-p", "-o", "export"])
+        .arg(dev.as_ref())
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.replace("\\ ", " ")))
+        .collect()
+}
+
+/// The partitions the kernel has for `disk`: `(number, start, size)` in sectors.
+pub fn kernel_partitions(disk: &Path) -> Vec<(u32, u64, u64)> {
+    ember::system::blockdev::SysBlock::from_path(disk)
+        .unwrap()
+        .partitions()
+        .unwrap()
+        .into_iter()
+        .map(|p| (p.number, p.start, p.size))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
 
 /// The lowercase hex SHA-512 of `data`.
 pub fn sha512_hex(data: &[u8]) -> String {
