@@ -47,6 +47,10 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The kernel arguments of most test boots: the qemu platform, the root by label, and no wait
+/// after a failure: the machine reboots at once and QEMU (`-no-reboot`) exits.
+pub const APPEND: &str = "ignition.platform.id=qemu root=LABEL=root ember.failure_timeout=0";
+
 /// Cargo's target directory: `$CARGO_TARGET_DIR`, else `target` in the repository.
 pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
@@ -620,6 +624,31 @@ impl Boot {
         }
     }
 
+    /// A failed boot: QEMU exited (the machine rebooted, `-no-reboot`) after Ember said the
+    /// boot failed, and there was no switch to the new root.
+    pub fn assert_failed_and_rebooted(&self) {
+        let d = self.dump();
+        assert!(
+            self.exited,
+            "the machine did not reboot after the failure\n{d}"
+        );
+        assert!(
+            self.console
+                .contains("ember: the boot failed (exit code 1)"),
+            "{d}"
+        );
+        assert!(!self.console.contains("switching to the new root"), "{d}");
+        assert!(!self.reached_test_init(), "{d}");
+    }
+
+    /// `/run/ember/boot.json` of the new root (what the test init showed), parsed.
+    pub fn boot_json(&self) -> serde_json::Value {
+        let text = self
+            .file("/run/ember/boot.json")
+            .unwrap_or_else(|| panic!("no /run/ember/boot.json in the new root\n{}", self.dump()));
+        serde_json::from_str(&text).expect("boot.json is JSON")
+    }
+
     /// A later boot of a provisioned root: Ember saw the stamp, ran no stage and switched.
     pub fn assert_second_boot(&self) {
         let d = self.dump();
@@ -861,6 +890,15 @@ impl HostDisk {
         self.dirs.push(dir);
         p
     }
+}
+
+/// The result file Ember leaves in the root filesystem image `root`
+/// (`/etc/.ignition-result.json`), read from the host.
+pub fn result_file(root: &Path) -> String {
+    let mut d = HostDisk::open(root);
+    let m = d.mount(None, "ext4");
+    std::fs::read_to_string(m.join("etc/.ignition-result.json"))
+        .unwrap_or_else(|e| panic!("reading etc/.ignition-result.json of the root image: {e}"))
 }
 
 impl Drop for HostDisk {

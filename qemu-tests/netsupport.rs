@@ -15,7 +15,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 use crate::harness::{respond, HttpRequest, HttpServer};
-use crate::qemu_harness::{self as qh, Boot};
+use crate::qemu_harness as qh;
 
 /// The link-local address of the cloud metadata services.
 pub const METADATA_ADDR: &str = "169.254.169.254";
@@ -49,14 +49,6 @@ pub fn with_port(config: &[u8], port: u16) -> Vec<u8> {
             &format!("http://10.0.2.2:{port}/"),
         )
         .into_bytes()
-}
-
-/// The boot's status file (`/run/ember/boot.json`) as the new root's init showed it.
-pub fn boot_json(b: &Boot) -> serde_json::Value {
-    let text = b
-        .file("/run/ember/boot.json")
-        .unwrap_or_else(|| panic!("no /run/ember/boot.json in the new root\n{}", b.dump()));
-    serde_json::from_str(&text).expect("boot.json is JSON")
 }
 
 /// The requests a server saw, as `METHOD path` lines, for assertion messages.

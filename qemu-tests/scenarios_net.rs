@@ -48,11 +48,7 @@ fn assert_pivoted(b: &Boot) {
 
 /// The provisioning stamp Ember leaves in the root, read from the host.
 fn stamp(root: &Path) -> serde_json::Value {
-    let mut rd = HostDisk::open(root);
-    let r = rd.mount(None, "ext4");
-    let text = std::fs::read_to_string(r.join("etc/.ignition-result.json"))
-        .expect("reading etc/.ignition-result.json of the root image");
-    serde_json::from_str(&text).expect("the result file is JSON")
+    serde_json::from_str(&qh::result_file(root)).expect("the result file is JSON")
 }
 
 /// The first SSH key of the first user of a config.
@@ -218,7 +214,7 @@ fn qemu_metal_config_url_over_http() {
             "{stage}\n{d}"
         );
     }
-    let status = ns::boot_json(&b);
+    let status = b.boot_json();
     assert_eq!(status["firstBoot"], true);
     assert_eq!(status["network"]["address"], "10.0.2.15/24", "{status}");
     assert!(status["error"].is_null(), "{status}");
@@ -416,7 +412,7 @@ fn metadata_boot(
         "{}",
         b.dump()
     );
-    assert_eq!(ns::boot_json(&b)["network"]["address"], "169.254.0.15/16");
+    assert_eq!(b.boot_json()["network"]["address"], "169.254.0.15/16");
     assert_simple_config(&b, config);
     b
 }
@@ -552,7 +548,7 @@ fn qemu_openstack_config_drive() {
         "the network was brought up\n{d}"
     );
     assert!(!c.contains("stage fetch:"), "{d}");
-    assert!(ns::boot_json(&b)["network"].is_null());
+    assert!(b.boot_json()["network"].is_null());
     assert_simple_config(&b, &config);
     assert_eq!(stamp(&root)["userConfigProvided"], true);
 }

@@ -9,14 +9,11 @@
 //!   their libraries (checked against `ldd`), nsswitch.conf and the CA certificates.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use crate::harness::{ember_bin, require_root, tool, TempDir};
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use crate::qemu_harness::repo;
 
 /// `cpio -itv` of an uncompressed image: path → (mode string, link target).
 fn listing(image: &Path) -> Vec<(String, String, Option<String>)> {
