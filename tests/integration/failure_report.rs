@@ -4,10 +4,9 @@
 //! server's port, loop device names and durations are replaced by placeholders.
 //! `EMBER_UPDATE_SNAPSHOTS=1` rewrites the snapshots instead.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-use crate::harness::{ember_bin, respond, sha512_hash, HttpServer, TempDir};
+use crate::harness::{self, respond, sha512_hash, HttpServer, Out, TempDir};
 
 // ---------------------------------------------------------------------------------------------
 // The snapshot helper
@@ -83,75 +82,29 @@ fn the_diff_shows_changed_lines() {
 // ---------------------------------------------------------------------------------------------
 // A machine to fail on
 
-struct Machine {
-    dir: TempDir,
-}
+/// The harness's scratch machine, with a 2 s device timeout and the failure checks.
+struct Machine(harness::Machine);
 
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
+impl std::ops::Deref for Machine {
+    type Target = harness::Machine;
+    fn deref(&self) -> &harness::Machine {
+        &self.0
+    }
 }
 
 impl Machine {
     fn new(tag: &str) -> Machine {
-        let dir = TempDir::new(&format!("report-{tag}"));
-        for d in ["root/etc", "sys/run", "sys/etc", "sys/usr", "bin"] {
-            std::fs::create_dir_all(dir.path().join(d)).unwrap();
-        }
-        std::fs::write(dir.path().join("cmdline"), "root=/dev/vda4 quiet\n").unwrap();
-        std::fs::write(
-            dir.path().join("root/etc/passwd"),
-            "root:x:0:0:root:/root:/bin/sh\n",
-        )
-        .unwrap();
-        std::fs::write(dir.path().join("root/etc/group"), "root:x:0:\n").unwrap();
-        std::os::unix::fs::symlink(ember_bin(), dir.path().join("bin/ignition")).unwrap();
-        Machine { dir }
-    }
-
-    fn p(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn config(&self, v: &serde_json::Value) {
-        std::fs::write(self.p("config.ign"), v.to_string()).unwrap();
+        Machine(harness::Machine::new(
+            &format!("report-{tag}"),
+            "root=/dev/vda4 quiet\n",
+        ))
     }
 
     /// `ignition` as the dracut units call it.
     fn ignition(&self, stage: &str) -> Out {
-        let mut c = Command::new(self.p("bin/ignition"));
-        c.current_dir(self.dir.path())
-            .env("IGNITION_CONFIG_FILE", self.p("config.ign"))
-            .env("IGNITION_KERNEL_CMDLINE_PATH", self.p("cmdline"))
-            .env("IGNITION_SYSTEM_RUNTIME_CONFIG_DIR", self.p("sys/run"))
-            .env("IGNITION_SYSTEM_LOCAL_CONFIG_DIR", self.p("sys/etc"))
-            .env("IGNITION_SYSTEM_CONFIG_DIR", self.p("sys/usr"))
-            .env("EMBER_STATUS_FILE", self.p("run/ember/status.json"))
-            .env("EMBER_DEVICE_TIMEOUT", "2")
-            .env_remove("EMBER_LOG")
-            .arg(format!("--root={}", self.p("root").display()))
-            .arg("--platform=file")
-            .arg(format!("--stage={stage}"))
-            .arg(format!(
-                "--config-cache={}",
-                self.p("run/ignition.json").display()
-            ))
-            .arg(format!(
-                "--state-file={}",
-                self.p("run/ignition/state").display()
-            ))
-            .arg(format!(
-                "--neednet={}",
-                self.p("run/ignition/neednet").display()
-            ))
-            .arg("--log-to-stdout");
-        let o = c.output().unwrap();
-        Out {
-            code: o.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        }
+        let mut c = self.ignition_command(stage);
+        c.env("EMBER_DEVICE_TIMEOUT", "2");
+        self.run(c)
     }
 
     /// The stages up to (not including) `last`, each passing, then `last`, which must fail:
@@ -177,7 +130,7 @@ impl Machine {
     }
 
     fn normalise(&self, text: &str, server: Option<&HttpServer>) -> String {
-        let mut t = text.replace(&self.dir.path().display().to_string(), "<tmp>");
+        let mut t = text.replace(&self.dir().display().to_string(), "<tmp>");
         if let Some(s) = server {
             t = t.replace(&s.addr.to_string(), "127.0.0.1:<port>");
         }

@@ -308,3 +308,148 @@ impl Drop for HttpServer {
         let _ = TcpStream::connect(self.addr);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// A scratch machine: `ignition` and `ember` run as processes against a directory standing in
+// for the system.
+
+/// What a process printed and how it exited (`code` -1: ended by a signal).
+#[derive(Debug)]
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    /// Standard output then standard error.
+    pub fn all(&self) -> String {
+        format!("{}{}", self.stdout, self.stderr)
+    }
+}
+
+/// A target root with minimal account files (`root/`), the three system config dirs
+/// (`sys/run`, `sys/etc`, `sys/usr`), a kernel command line (`cmdline`), the config
+/// (`config.ign`), and `bin/ignition`, `bin/ignition-apply`, `bin/ignition-rmcfg` linked to
+/// Ember.  The cache, state, neednet and status files go below `run/`.
+pub struct Machine {
+    dir: PathBuf,
+    _temp: Option<TempDir>,
+}
+
+impl Machine {
+    /// A machine in a fresh temporary directory.
+    pub fn new(tag: &str, cmdline: &str) -> Machine {
+        let temp = TempDir::new(tag);
+        let mut m = Machine::in_dir(temp.path().to_owned(), cmdline);
+        m._temp = Some(temp);
+        m
+    }
+
+    /// A machine in `dir` (created; not removed on drop).
+    pub fn in_dir(dir: PathBuf, cmdline: &str) -> Machine {
+        for d in [
+            "root/etc",
+            "root/home",
+            "sys/run",
+            "sys/etc",
+            "sys/usr",
+            "bin",
+        ] {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        for (f, t) in [
+            ("root/etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"),
+            ("root/etc/group", "root:x:0:\n"),
+            ("root/etc/shadow", "root:*:19000:0:99999:7:::\n"),
+            ("root/etc/gshadow", "root:*::\n"),
+            ("cmdline", cmdline),
+        ] {
+            std::fs::write(dir.join(f), t).unwrap();
+        }
+        for name in ["ignition", "ignition-apply", "ignition-rmcfg"] {
+            std::os::unix::fs::symlink(ember_bin(), dir.join("bin").join(name)).unwrap();
+        }
+        Machine { dir, _temp: None }
+    }
+
+    /// The machine's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A path in the machine.
+    pub fn p(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    /// Writes `text` to `rel`, making its directories.
+    pub fn put(&self, rel: &str, text: &str) {
+        let p = self.p(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    /// The config, as JSON.
+    pub fn config(&self, v: &serde_json::Value) {
+        self.config_text(&v.to_string());
+    }
+
+    /// The config, as text.
+    pub fn config_text(&self, text: &str) {
+        self.put("config.ign", text);
+    }
+
+    /// Replaces the kernel command line.
+    pub fn cmdline(&self, text: &str) {
+        self.put("cmdline", text);
+    }
+
+    /// `program` in the machine's directory, pointed at its files: config, kernel command
+    /// line, system config dirs, status file; no kargs helper, no `EMBER_LOG`.
+    pub fn command(&self, program: &Path) -> std::process::Command {
+        let mut c = std::process::Command::new(program);
+        c.current_dir(&self.dir)
+            .env("IGNITION_CONFIG_FILE", self.p("config.ign"))
+            .env("IGNITION_KERNEL_CMDLINE_PATH", self.p("cmdline"))
+            .env("IGNITION_SYSTEM_RUNTIME_CONFIG_DIR", self.p("sys/run"))
+            .env("IGNITION_SYSTEM_LOCAL_CONFIG_DIR", self.p("sys/etc"))
+            .env("IGNITION_SYSTEM_CONFIG_DIR", self.p("sys/usr"))
+            .env("EMBER_STATUS_FILE", self.p("run/ember/status.json"))
+            .env("EMBER_KARGS_HELPER", self.p("no-kargs-helper"))
+            .env_remove("IGNITION_WRITE_AUTHORIZED_KEYS_FRAGMENT")
+            .env_remove("EMBER_LOG");
+        c
+    }
+
+    /// The arguments of every `ignition --stage=…` call: root, platform `file`, and the
+    /// cache, state and neednet files.
+    pub fn stage_args(&self) -> Vec<String> {
+        vec![
+            format!("--root={}", self.p("root").display()),
+            "--platform=file".into(),
+            format!("--config-cache={}", self.p("run/ignition.json").display()),
+            format!("--state-file={}", self.p("run/ignition/state").display()),
+            format!("--neednet={}", self.p("run/ignition/neednet").display()),
+        ]
+    }
+
+    /// `ignition --stage=<stage>` as the dracut units call it, logging to standard output.
+    pub fn ignition_command(&self, stage: &str) -> std::process::Command {
+        let mut c = self.command(&self.p("bin/ignition"));
+        c.args(self.stage_args())
+            .arg(format!("--stage={stage}"))
+            .arg("--log-to-stdout");
+        c
+    }
+
+    /// Runs `c` (standard input empty), failing the test if it takes over two minutes.
+    pub fn run(&self, c: std::process::Command) -> Out {
+        let r = crate::lint_support::run_cmd(c, None, std::time::Duration::from_secs(120));
+        Out {
+            code: r.code.unwrap_or(-1),
+            stdout: r.stdout,
+            stderr: r.stderr,
+        }
+    }
+}

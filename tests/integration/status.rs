@@ -5,14 +5,19 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use crate::harness::{ember_bin, respond, HttpRequest, HttpServer, TempDir};
+use crate::harness::{self, respond, HttpRequest, HttpServer};
 
-struct Machine {
-    dir: TempDir,
+/// The harness's scratch machine, with the status webhook's timeout per call.
+struct Machine(harness::Machine);
+
+impl std::ops::Deref for Machine {
+    type Target = harness::Machine;
+    fn deref(&self) -> &harness::Machine {
+        &self.0
+    }
 }
 
 struct Out {
@@ -22,67 +27,17 @@ struct Out {
 
 impl Machine {
     fn new(tag: &str, cmdline: &str) -> Machine {
-        let dir = TempDir::new(&format!("status-{tag}"));
-        for d in ["root/etc", "sys/run", "sys/etc", "sys/usr", "bin"] {
-            std::fs::create_dir_all(dir.path().join(d)).unwrap();
-        }
-        for (f, t) in [
-            ("root/etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"),
-            ("root/etc/group", "root:x:0:\n"),
-            ("cmdline", cmdline),
-        ] {
-            std::fs::write(dir.path().join(f), t).unwrap();
-        }
-        std::os::unix::fs::symlink(ember_bin(), dir.path().join("bin/ignition")).unwrap();
-        Machine { dir }
-    }
-
-    fn p(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn config(&self, v: &serde_json::Value) {
-        std::fs::write(self.p("config.ign"), v.to_string()).unwrap();
+        Machine(harness::Machine::new(&format!("status-{tag}"), cmdline))
     }
 
     /// `ignition` as the dracut units call it; the webhook gets `timeout` seconds per stage.
     fn ignition(&self, stage: &str, timeout: &str) -> Out {
-        let o = Command::new(self.p("bin/ignition"))
-            .current_dir(self.dir.path())
-            .env("IGNITION_CONFIG_FILE", self.p("config.ign"))
-            .env("IGNITION_KERNEL_CMDLINE_PATH", self.p("cmdline"))
-            .env("IGNITION_SYSTEM_RUNTIME_CONFIG_DIR", self.p("sys/run"))
-            .env("IGNITION_SYSTEM_LOCAL_CONFIG_DIR", self.p("sys/etc"))
-            .env("IGNITION_SYSTEM_CONFIG_DIR", self.p("sys/usr"))
-            .env("EMBER_STATUS_FILE", self.p("run/ember/status.json"))
-            .env("EMBER_STATUS_TIMEOUT", timeout)
-            .env("EMBER_KARGS_HELPER", self.p("no-helper"))
-            .env_remove("EMBER_LOG")
-            .arg(format!("--root={}", self.p("root").display()))
-            .arg("--platform=file")
-            .arg(format!("--stage={stage}"))
-            .arg(format!(
-                "--config-cache={}",
-                self.p("run/ignition.json").display()
-            ))
-            .arg(format!(
-                "--state-file={}",
-                self.p("run/ignition/state").display()
-            ))
-            .arg(format!(
-                "--neednet={}",
-                self.p("run/ignition/neednet").display()
-            ))
-            .arg("--log-to-stdout")
-            .output()
-            .unwrap();
+        let mut c = self.ignition_command(stage);
+        c.env("EMBER_STATUS_TIMEOUT", timeout);
+        let o = self.run(c);
         Out {
-            code: o.status.code().unwrap_or(-1),
-            all: format!(
-                "{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            ),
+            code: o.code,
+            all: o.all(),
         }
     }
 
