@@ -5,126 +5,49 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::harness::{ember_bin, respond, sha512_hash, HttpServer, TempDir};
+use crate::harness::{self, ember_bin, respond, sha512_hash, HttpServer, Out as Run};
 
 const SECRET_HASH: &str = "$6$rounds=5000$EMBERSECRETHASHxyz$abcdefghijklmnop";
 const SECRET_PAYLOAD: &str = "EMBER-SECRET-PAYLOAD-4242";
 
-/// A scratch machine: a target root, the three system config dirs, a kernel command line, and
-/// the paths of the cache, state and neednet files.
+/// The harness's scratch machine, recording everything every process printed.
 struct Machine {
-    dir: TempDir,
+    m: harness::Machine,
     /// Everything every process printed, to search for secrets.
     transcript: std::cell::RefCell<String>,
 }
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn all(&self) -> String {
-        format!("{}{}", self.stdout, self.stderr)
+impl std::ops::Deref for Machine {
+    type Target = harness::Machine;
+    fn deref(&self) -> &harness::Machine {
+        &self.m
     }
 }
 
 impl Machine {
     fn new(tag: &str) -> Machine {
-        let dir = TempDir::new(&format!("runner-{tag}"));
-        for d in ["root", "sys/run", "sys/etc", "sys/usr", "bin"] {
-            std::fs::create_dir_all(dir.path().join(d)).unwrap();
-        }
-        std::fs::write(
-            dir.path().join("cmdline"),
-            "BOOT_IMAGE=/vmlinuz root=/dev/vda4 quiet\n",
-        )
-        .unwrap();
-        // A minimal target system, so that the files stage can add users to it.
-        for (path, text) in [
-            ("root/etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"),
-            ("root/etc/group", "root:x:0:\n"),
-            ("root/etc/shadow", "root:*:19000:0:99999:7:::\n"),
-            ("root/etc/gshadow", "root:*::\n"),
-        ] {
-            let p = dir.path().join(path);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(&p, text).unwrap();
-        }
-        std::fs::create_dir_all(dir.path().join("root/home")).unwrap();
-        for name in ["ignition", "ignition-apply", "ignition-rmcfg"] {
-            std::os::unix::fs::symlink(ember_bin(), dir.path().join("bin").join(name)).unwrap();
-        }
         Machine {
-            dir,
+            m: harness::Machine::new(
+                &format!("runner-{tag}"),
+                "BOOT_IMAGE=/vmlinuz root=/dev/vda4 quiet\n",
+            ),
             transcript: Default::default(),
         }
     }
 
-    fn p(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn put(&self, rel: &str, text: &str) {
-        let p = self.p(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(p, text).unwrap();
-    }
-
     fn config(&self, json: &str) {
-        self.put("config.ign", json);
+        self.config_text(json);
     }
 
-    fn cmdline(&self, text: &str) {
-        self.put("cmdline", text);
-    }
-
-    fn base_cmd(&self, program: &Path) -> Command {
-        let mut c = Command::new(program);
-        c.current_dir(self.dir.path())
-            .env("IGNITION_CONFIG_FILE", self.p("config.ign"))
-            .env("IGNITION_KERNEL_CMDLINE_PATH", self.p("cmdline"))
-            .env("IGNITION_SYSTEM_RUNTIME_CONFIG_DIR", self.p("sys/run"))
-            .env("IGNITION_SYSTEM_LOCAL_CONFIG_DIR", self.p("sys/etc"))
-            .env("IGNITION_SYSTEM_CONFIG_DIR", self.p("sys/usr"))
-            .env("EMBER_KARGS_HELPER", self.p("no-kargs-helper"))
-            .env("EMBER_STATUS_FILE", self.p("run/ember/status.json"))
-            .env_remove("IGNITION_WRITE_AUTHORIZED_KEYS_FRAGMENT")
-            .env_remove("EMBER_LOG");
-        c
-    }
-
-    fn run(&self, mut c: Command) -> Run {
-        let out = c.output().expect("running ember");
-        let r = Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        };
+    fn run(&self, c: Command) -> Run {
+        let r = self.m.run(c);
         self.transcript.borrow_mut().push_str(&r.all());
         r
     }
 
     /// `ignition` exactly as the dracut units call it (plus the test's file locations).
     fn ignition_with(&self, stage: &str, envs: &[(&str, &str)]) -> Run {
-        let mut c = self.base_cmd(&self.p("bin/ignition"));
-        c.arg(format!("--root={}", self.p("root").display()))
-            .arg("--platform=file")
-            .arg(format!("--stage={stage}"))
-            .arg(format!(
-                "--config-cache={}",
-                self.p("run/ignition.json").display()
-            ))
-            .arg(format!(
-                "--state-file={}",
-                self.p("run/ignition/state").display()
-            ))
-            .arg(format!(
-                "--neednet={}",
-                self.p("run/ignition/neednet").display()
-            ))
-            .arg("--log-to-stdout");
+        let mut c = self.ignition_command(stage);
         for (k, v) in envs {
             c.env(k, v);
         }
@@ -136,7 +59,7 @@ impl Machine {
     }
 
     fn ignition_args(&self, args: &[&str], envs: &[(&str, &str)]) -> Run {
-        let mut c = self.base_cmd(&self.p("bin/ignition"));
+        let mut c = self.command(&self.p("bin/ignition"));
         c.args(args);
         for (k, v) in envs {
             c.env(k, v);
@@ -145,7 +68,7 @@ impl Machine {
     }
 
     fn ember(&self, args: &[&str]) -> Run {
-        let mut c = self.base_cmd(&ember_bin());
+        let mut c = self.command(&ember_bin());
         c.args(args);
         self.run(c)
     }
@@ -372,7 +295,7 @@ fn no_config_anywhere_is_an_empty_config() {
     );
     ok(&m.ignition("files"));
     // metal has no source of its own.
-    let mut c = m.base_cmd(&m.p("bin/ignition"));
+    let mut c = m.command(&m.p("bin/ignition"));
     c.args([
         "-platform",
         "metal",
@@ -1272,14 +1195,14 @@ fn ember_apply_and_ignition_apply() {
     let tree = m.p("tree4");
     std::fs::create_dir_all(&tree).unwrap();
     m.config(&kargs_config(&[], &[]));
-    let mut c = m.base_cmd(&m.p("bin/ignition-apply"));
+    let mut c = m.command(&m.p("bin/ignition-apply"));
     c.args(["--root", tree.to_str().unwrap(), cfg.to_str().unwrap()])
         .env("container", "podman");
     ok(&m.run(c));
     let in_container =
         Path::new("/.dockerenv").exists() || Path::new("/run/.containerenv").exists();
     if !in_container {
-        let mut c = m.base_cmd(&m.p("bin/ignition-apply"));
+        let mut c = m.command(&m.p("bin/ignition-apply"));
         c.args(["--root", tree.to_str().unwrap(), cfg.to_str().unwrap()])
             .env_remove("container");
         let r = m.run(c);
@@ -1295,12 +1218,12 @@ fn personalities_by_name() {
     // Any other name is Ember's own command line.
     let other = m.p("bin/ember-renamed");
     std::os::unix::fs::symlink(ember_bin(), &other).unwrap();
-    let r = m.run(m.base_cmd(&other));
+    let r = m.run(m.command(&other));
     assert_eq!(r.code, 2);
     assert!(r.stderr.contains("ember stage NAME"), "{}", r.stderr);
     // ignition-rmcfg: only some platforms can delete their config.
     let rmcfg = |args: &[&str]| {
-        let mut c = m.base_cmd(&m.p("bin/ignition-rmcfg"));
+        let mut c = m.command(&m.p("bin/ignition-rmcfg"));
         c.args(args);
         m.run(c)
     };
@@ -1348,7 +1271,7 @@ fn logs_go_to_syslog_without_log_to_stdout() {
         sock_path.display(),
         journal_path.display()
     );
-    let mut c = m.base_cmd(Path::new("unshare"));
+    let mut c = m.command(Path::new("unshare"));
     c.args(["--mount", "--propagation", "private", "sh", "-c", &script])
         .arg(m.p("bin/ignition"))
         .args([
