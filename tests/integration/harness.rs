@@ -445,7 +445,12 @@ impl Machine {
 
     /// Runs `c` (standard input empty), failing the test if it takes over two minutes.
     pub fn run(&self, c: std::process::Command) -> Out {
-        let r = crate::lint_support::run_cmd(c, None, std::time::Duration::from_secs(120));
+        self.run_input(c, None)
+    }
+
+    /// Runs `c` fed `stdin`, failing the test if it takes over two minutes.
+    pub fn run_input(&self, c: std::process::Command, stdin: Option<Vec<u8>>) -> Out {
+        let r = crate::lint_support::run_cmd(c, stdin, std::time::Duration::from_secs(120));
         Out {
             code: r.code.unwrap_or(-1),
             stdout: r.stdout,

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 
-use crate::harness::{ember_bin, require_root, respond, sha512_hash, HttpServer, TempDir};
+use crate::harness::{self, ember_bin, require_root, respond, sha512_hash, HttpServer, TempDir};
 
 // ---------------------------------------------------------------------------------------------
 // The secrets
@@ -340,9 +340,17 @@ fn config_with(port: u16, change: impl FnOnce(&mut serde_json::Value)) -> String
 // ---------------------------------------------------------------------------------------------
 // A machine
 
+/// The harness's scratch machine, logging at trace level, every output kept as evidence.
 struct Machine<'a> {
-    dir: PathBuf,
+    m: harness::Machine,
     ev: &'a Evidence,
+}
+
+impl std::ops::Deref for Machine<'_> {
+    type Target = harness::Machine;
+    fn deref(&self) -> &harness::Machine {
+        &self.m
+    }
 }
 
 struct Out {
@@ -362,78 +370,34 @@ const STAGES: [&str; 7] = [
 
 impl<'a> Machine<'a> {
     fn new(top: &TempDir, tag: &str, cmdline: &str, config: &str, ev: &'a Evidence) -> Self {
-        let dir = top.path().join(tag);
-        for d in [
-            "root/etc",
-            "root/home",
-            "sys/run",
-            "sys/etc",
-            "sys/usr",
-            "bin",
-        ] {
-            std::fs::create_dir_all(dir.join(d)).unwrap();
-        }
-        for (f, t) in [
-            ("root/etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"),
-            ("root/etc/group", "root:x:0:\n"),
-            ("root/etc/shadow", "root:*:19000:0:99999:7:::\n"),
-            ("root/etc/gshadow", "root:*::\n"),
-            ("cmdline", cmdline),
-            ("config.ign", config),
-        ] {
-            std::fs::write(dir.join(f), t).unwrap();
-        }
-        for name in ["ignition", "ignition-apply"] {
-            std::os::unix::fs::symlink(ember_bin(), dir.join("bin").join(name)).unwrap();
-        }
-        Machine { dir, ev }
-    }
-
-    fn p(&self, rel: &str) -> PathBuf {
-        self.dir.join(rel)
+        let m = harness::Machine::in_dir(top.path().join(tag), cmdline);
+        m.config_text(config);
+        Machine { m, ev }
     }
 
     fn command(&self, program: &Path) -> Command {
-        let mut c = Command::new(program);
-        c.current_dir(&self.dir)
-            .env("EMBER_LOG", "trace")
-            .env("IGNITION_CONFIG_FILE", self.p("config.ign"))
-            .env("IGNITION_KERNEL_CMDLINE_PATH", self.p("cmdline"))
-            .env("IGNITION_SYSTEM_RUNTIME_CONFIG_DIR", self.p("sys/run"))
-            .env("IGNITION_SYSTEM_LOCAL_CONFIG_DIR", self.p("sys/etc"))
-            .env("IGNITION_SYSTEM_CONFIG_DIR", self.p("sys/usr"))
-            .env("EMBER_STATUS_FILE", self.p("run/ember/status.json"))
+        let mut c = self.m.command(program);
+        c.env("EMBER_LOG", "trace")
             .env("EMBER_STATUS_TIMEOUT", "5")
-            .env("EMBER_KARGS_HELPER", self.p("no-helper"))
             .env("EMBER_DEVICE_TIMEOUT", "2");
         c
     }
 
-    fn run(&self, what: &str, mut c: Command) -> Out {
-        let o = c.output().expect("running ember");
+    fn run(&self, what: &str, c: Command) -> Out {
+        self.run_input(what, c, None)
+    }
+
+    fn run_input(&self, what: &str, c: Command, stdin: Option<Vec<u8>>) -> Out {
+        let o = self.m.run_input(c, stdin);
         let out = Out {
-            code: o.status.code().unwrap_or(-1),
-            all: format!(
-                "{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            ),
+            code: o.code,
+            all: o.all(),
         };
         self.ev
             .add(format!("the standard output of {what}"), o.stdout);
         self.ev
             .add(format!("the standard error of {what}"), o.stderr);
         out
-    }
-
-    fn stage_args(&self) -> Vec<String> {
-        vec![
-            format!("--root={}", self.p("root").display()),
-            "--platform=file".into(),
-            format!("--config-cache={}", self.p("run/ignition.json").display()),
-            format!("--state-file={}", self.p("run/ignition/state").display()),
-            format!("--neednet={}", self.p("run/ignition/neednet").display()),
-        ]
     }
 
     /// `ignition --stage=S` as the dracut units call it, logging to standard output.
@@ -830,8 +794,8 @@ fn no_secret_in_ember_run_syslog_journal_apply_and_plan() {
         let m = Machine::new(&top, &format!("cli{i}"), "quiet\n", &config, &ev);
         let mut c = m.command(&ember_bin());
         c.args(["plan", "--root"]).arg(m.p("root")).arg("-");
-        c.stdin(std::fs::File::open(m.p("config.ign")).unwrap());
-        let o = m.run(&format!("ember plan (config {i})"), c);
+        let input = std::fs::read(m.p("config.ign")).unwrap();
+        let o = m.run_input(&format!("ember plan (config {i})"), c, Some(input));
         assert_eq!(o.code, if i == 0 { 0 } else { 1 }, "{}", o.all);
         let mut c = m.command(&ember_bin());
         c.args(["apply", "--ignore-unsupported", "--root"])
