@@ -458,3 +458,90 @@ impl Machine {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The system log, captured
+
+/// Records received: (which socket, `syslog` or `journal`; the datagram).
+pub type LogRecords = Vec<(String, Vec<u8>)>;
+
+/// Sockets standing in for `/dev/log` and journald's, collecting what arrives until
+/// [`LogSockets::finish`].
+pub struct LogSockets {
+    dev_log: PathBuf,
+    journal: PathBuf,
+    got: Arc<Mutex<LogRecords>>,
+    stop: Arc<AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl LogSockets {
+    /// The sockets `log.sock` and `journal.sock` in `dir`.
+    pub fn new(dir: &Path) -> LogSockets {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        let (dev_log, journal) = (dir.join("log.sock"), dir.join("journal.sock"));
+        for (name, path) in [("syslog", &dev_log), ("journal", &journal)] {
+            let sock = std::os::unix::net::UnixDatagram::bind(path).unwrap();
+            sock.set_read_timeout(Some(std::time::Duration::from_millis(100)))
+                .unwrap();
+            let (got, stop) = (got.clone(), stop.clone());
+            threads.push(std::thread::spawn(move || {
+                let mut buf = vec![0u8; 1 << 17];
+                loop {
+                    match sock.recv(&mut buf) {
+                        Ok(n) => got
+                            .lock()
+                            .unwrap()
+                            .push((name.to_string(), buf[..n].to_vec())),
+                        Err(_) if stop.load(Ordering::SeqCst) => break,
+                        Err(_) => {}
+                    }
+                }
+            }));
+        }
+        LogSockets {
+            dev_log,
+            journal,
+            got,
+            stop,
+            threads,
+        }
+    }
+
+    /// `unshare` (a command the caller made, with its environment) running `program` in a
+    /// mount namespace whose `/dev/log` and journal socket are ours; the rest of /dev stays
+    /// reachable through links to it bound on `olddev`.
+    pub fn wrap(
+        &self,
+        mut unshare: std::process::Command,
+        olddev: &Path,
+        program: &Path,
+    ) -> std::process::Command {
+        std::fs::create_dir_all(olddev).unwrap();
+        let script = format!(
+            "mount --bind /dev '{old}' && mount -t tmpfs none /dev && \
+             for f in '{old}'/*; do ln -s \"$f\" /dev/; done && ln -s '{log}' /dev/log && \
+             mount -t tmpfs none /run && mkdir -p /run/systemd/journal && \
+             ln -s '{journal}' /run/systemd/journal/socket && exec \"$0\" \"$@\"",
+            old = olddev.display(),
+            log = self.dev_log.display(),
+            journal = self.journal.display()
+        );
+        unshare
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .arg(program);
+        unshare
+    }
+
+    /// Stops listening and returns every record, in the order received.
+    pub fn finish(mut self) -> LogRecords {
+        self.stop.store(true, Ordering::SeqCst);
+        for t in self.threads.drain(..) {
+            t.join().unwrap();
+        }
+        let got = self.got.lock().unwrap().clone();
+        got
+    }
+}

@@ -1251,51 +1251,34 @@ fn personalities_by_name() {
 #[test]
 fn logs_go_to_syslog_without_log_to_stdout() {
     crate::harness::require_root();
-    use std::os::unix::net::UnixDatagram;
     let m = Machine::new("syslog");
     m.config(&secret_config());
-    let sock_path = m.p("log.sock");
-    let sock = UnixDatagram::bind(&sock_path).unwrap();
-    sock.set_read_timeout(Some(std::time::Duration::from_secs(5)))
-        .unwrap();
-    let journal_path = m.p("journal.sock");
-    let journal = UnixDatagram::bind(&journal_path).unwrap();
-    journal
-        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
-        .unwrap();
     // A private /dev and /run in a mount namespace, whose /dev/log and journal socket are ours.
-    let script = format!(
-        "mount -t tmpfs none /dev && ln -s '{}' /dev/log && \
-         mount -t tmpfs none /run && mkdir -p /run/systemd/journal && \
-         ln -s '{}' /run/systemd/journal/socket && exec \"$0\" \"$@\"",
-        sock_path.display(),
-        journal_path.display()
+    let logs = crate::harness::LogSockets::new(m.dir());
+    let mut c = logs.wrap(
+        m.command(Path::new("unshare")),
+        &m.p("olddev"),
+        &m.p("bin/ignition"),
     );
-    let mut c = m.command(Path::new("unshare"));
-    c.args(["--mount", "--propagation", "private", "sh", "-c", &script])
-        .arg(m.p("bin/ignition"))
-        .args([
-            "-platform=file",
-            "-stage=fetch-offline",
-            &format!("-config-cache={}", m.p("run/ignition.json").display()),
-            &format!("-state-file={}", m.p("run/ignition/state").display()),
-            &format!("-neednet={}", m.p("run/ignition/neednet").display()),
-        ]);
+    c.args([
+        "-platform=file",
+        "-stage=fetch-offline",
+        &format!("-config-cache={}", m.p("run/ignition.json").display()),
+        &format!("-state-file={}", m.p("run/ignition/state").display()),
+        &format!("-neednet={}", m.p("run/ignition/neednet").display()),
+    ]);
     let r = m.run(c);
     ok(&r);
     assert!(r.stdout.is_empty(), "logs went to stdout: {}", r.stdout);
-    let mut got = Vec::new();
-    let mut buf = vec![0u8; 65536];
-    while let Ok(n) = sock.recv(&mut buf) {
-        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-        if got
-            .last()
-            .unwrap()
-            .ends_with("Ignition finished successfully")
-        {
-            break;
-        }
-    }
+    let records = logs.finish();
+    let of = |socket: &str| -> Vec<String> {
+        records
+            .iter()
+            .filter(|(n, _)| n == socket)
+            .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
+            .collect()
+    };
+    let got = of("syslog");
     assert!(
         got.iter()
             .any(|l| l.starts_with("<30>ignition[") && l.ends_with("]: Stage: fetch-offline")),
@@ -1309,8 +1292,7 @@ fn logs_go_to_syslog_without_log_to_stdout() {
     let all = got.join("\n");
     assert!(!all.contains(SECRET_PAYLOAD) && !all.contains("EMBERSECRETHASH"));
     // The structured journal entry tools look for.
-    let n = journal.recv(&mut buf).expect("a journal entry");
-    let entry = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let entry = of("journal").into_iter().next().expect("a journal entry");
     for field in [
         "MESSAGE=fetched user config from \"file\"\n",
         "MESSAGE_ID=57124006b5c94805b77ce473e92a8aeb\n",

@@ -13,15 +13,15 @@
 
 use std::cell::RefCell;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
 
-use crate::harness::{self, ember_bin, require_root, respond, sha512_hash, HttpServer, TempDir};
+use crate::harness::{
+    self, ember_bin, require_root, respond, sha512_hash, HttpServer, LogSockets, TempDir,
+};
 
 // ---------------------------------------------------------------------------------------------
 // The secrets
@@ -654,85 +654,6 @@ fn no_secret_in_failing_boots() {
 // ---------------------------------------------------------------------------------------------
 // ember run into the system log, ember apply, ember plan
 
-/// Records received: (which socket, the datagram).
-type Records = Vec<(String, Vec<u8>)>;
-
-/// Sockets standing in for `/dev/log` and journald's, collecting what arrives.
-struct LogSockets {
-    dev_log: PathBuf,
-    journal: PathBuf,
-    got: Arc<Mutex<Records>>,
-    stop: Arc<AtomicBool>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl LogSockets {
-    fn new(dir: &Path) -> LogSockets {
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut threads = Vec::new();
-        let (dev_log, journal) = (dir.join("log.sock"), dir.join("journal.sock"));
-        for (name, path) in [("syslog", &dev_log), ("journal", &journal)] {
-            let sock = UnixDatagram::bind(path).unwrap();
-            sock.set_read_timeout(Some(std::time::Duration::from_millis(100)))
-                .unwrap();
-            let (got, stop) = (got.clone(), stop.clone());
-            threads.push(std::thread::spawn(move || {
-                let mut buf = vec![0u8; 1 << 17];
-                loop {
-                    match sock.recv(&mut buf) {
-                        Ok(n) => got
-                            .lock()
-                            .unwrap()
-                            .push((name.to_string(), buf[..n].to_vec())),
-                        Err(_) if stop.load(Ordering::SeqCst) => break,
-                        Err(_) => {}
-                    }
-                }
-            }));
-        }
-        LogSockets {
-            dev_log,
-            journal,
-            got,
-            stop,
-            threads,
-        }
-    }
-
-    /// `program args` in a mount namespace whose `/dev/log` and journal socket are ours (the
-    /// rest of /dev still reachable).
-    fn wrap(&self, m: &Machine, program: &Path) -> Command {
-        let olddev = m.p("olddev");
-        std::fs::create_dir_all(&olddev).unwrap();
-        let script = format!(
-            "mount --bind /dev '{old}' && mount -t tmpfs none /dev && \
-             for f in '{old}'/*; do ln -s \"$f\" /dev/; done && ln -s '{log}' /dev/log && \
-             mount -t tmpfs none /run && mkdir -p /run/systemd/journal && \
-             ln -s '{journal}' /run/systemd/journal/socket && exec \"$0\" \"$@\"",
-            old = olddev.display(),
-            log = self.dev_log.display(),
-            journal = self.journal.display()
-        );
-        let mut c = m.command(Path::new("unshare"));
-        c.args(["--mount", "--propagation", "private", "sh", "-c", &script])
-            .arg(program);
-        c
-    }
-
-    fn finish(mut self, ev: &Evidence) -> Vec<(String, Vec<u8>)> {
-        self.stop.store(true, Ordering::SeqCst);
-        for t in self.threads.drain(..) {
-            t.join().unwrap();
-        }
-        let got = self.got.lock().unwrap().clone();
-        for (i, (name, b)) in got.iter().enumerate() {
-            ev.add(format!("{name} record #{i}"), b.clone());
-        }
-        got
-    }
-}
-
 #[test]
 fn no_secret_in_ember_run_syslog_journal_apply_and_plan() {
     require_root();
@@ -755,7 +676,11 @@ fn no_secret_in_ember_run_syslog_journal_apply_and_plan() {
         ),
     ] {
         let m = Machine::new(&top, tag, &hook_cmdline(&server), &config, &ev);
-        let mut c = logs.wrap(&m, &ember_bin());
+        let mut c = logs.wrap(
+            m.command(Path::new("unshare")),
+            &m.p("olddev"),
+            &ember_bin(),
+        );
         c.arg("run")
             .args(m.stage_args())
             .arg("--syslog")
@@ -811,7 +736,10 @@ fn no_secret_in_ember_run_syslog_journal_apply_and_plan() {
         m.collect();
     }
 
-    let records = logs.finish(&ev);
+    let records = logs.finish();
+    for (i, (name, b)) in records.iter().enumerate() {
+        ev.add(format!("{name} record #{i}"), b.clone());
+    }
     assert!(
         records.iter().any(|(n, _)| n == "syslog"),
         "nothing reached the system log"
