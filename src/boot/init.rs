@@ -32,6 +32,8 @@ pub fn main(args: Vec<OsString>) -> ! {
     if let Some(level) = &bargs.log {
         std::env::set_var(crate::logging::LEVEL_ENV, level);
     }
+    // For switch_root's own messages; the console is on the standard descriptors.
+    crate::logging::init(crate::logging::Target::Stdout);
     let exit = match std::process::Command::new("/proc/self/exe")
         .arg0("init")
         .arg(WORKER_FLAG)
