@@ -308,7 +308,11 @@ fn find_root(device: &Path, wait: Duration) -> Result<PathBuf, Error> {
     // appear late (slow controllers), so the assembly is tried again each second of the wait.
     let deadline = Instant::now() + wait;
     loop {
-        assemble_md();
+        assemble_md(
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(MDADM_MIN),
+        );
         r.refresh();
         let left = deadline.saturating_duration_since(Instant::now());
         match r.wait_nodes(&[dev.as_str()], left.min(MD_RETRY)) {
@@ -328,10 +332,18 @@ fn find_root(device: &Path, wait: Duration) -> Result<PathBuf, Error> {
 /// How often the wait for a root that may be on md tries to assemble arrays again.
 const MD_RETRY: Duration = Duration::from_secs(1);
 
+/// The least time each mdadm run gets, even when the wait for the root is nearly over.
+const MDADM_MIN: Duration = Duration::from_secs(5);
+
 /// Assembles the md arrays whose members carry superblocks (`mdadm --examine --scan` reads
-/// them without the md driver, which is loaded only when there are some).
-fn assemble_md() {
-    let found = Command::new("mdadm").args(["--examine", "--scan"]).run();
+/// them without the md driver, which is loaded only when there are some).  Each mdadm run
+/// is killed after `timeout`: a hung device must not hold the boot much past
+/// `ember.root_timeout`.
+fn assemble_md(timeout: Duration) {
+    let found = Command::new("mdadm")
+        .args(["--examine", "--scan"])
+        .timeout(timeout)
+        .run();
     if !found.is_ok_and(|o| o.stdout_str().contains("ARRAY")) {
         return;
     }
@@ -340,7 +352,11 @@ fn assemble_md() {
             log::info!("loading md_mod: {e}");
         }
     }
-    match Command::new("mdadm").args(["--assemble", "--scan"]).run() {
+    match Command::new("mdadm")
+        .args(["--assemble", "--scan"])
+        .timeout(timeout)
+        .run()
+    {
         Ok(o) => log::info!("assembling md arrays: {}", o.stderr_str().trim()),
         Err(e) => log::info!("assembling md arrays: {e}"),
     }
