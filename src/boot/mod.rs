@@ -28,7 +28,7 @@ pub const MODULE_LIST: &str = "/etc/ember/modules";
 /// The boot's own status: phases with their times, first-boot decision, network, error.
 pub const BOOT_STATUS: &str = "/run/ember/boot.json";
 /// The file in the root filesystem that says it was provisioned (Ignition's result file).
-pub const STAMP: &str = "/etc/.ignition-result.json";
+pub const STAMP: &str = crate::stages::RESULT_FILE;
 /// PATH for the stages' programs.
 pub const PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
 
