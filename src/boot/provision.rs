@@ -95,14 +95,7 @@ impl Error {
         if let Error::Stage(e) = self {
             return e.to_report();
         }
-        let mut r = Report::from_error("the boot failed", self);
-        if std::error::Error::source(self).is_some() {
-            r.operation = Some(self.to_string());
-            // The details say no more than the operation and the root cause together.
-            if r.details.as_deref() == Some(&format!("{self}: {}", r.root_cause)) {
-                r.details = None;
-            }
-        }
+        let mut r = Report::from_step("the boot failed", self);
         r.hint = self.hint().map(String::from);
         r
     }
