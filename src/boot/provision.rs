@@ -10,7 +10,7 @@ use crate::logging::chain;
 use crate::providers::cmdline::redact_url;
 use crate::stages::disks::devices::{have_program, Resolver, WaitError};
 use crate::stages::engine::{self, Options, Outcome};
-use crate::stages::report::Report;
+use crate::stages::report::{self, Report};
 use crate::stages::{Mode, Settings, Stage};
 use crate::system::command::Command;
 use crate::system::{kmod, mounts, net, pid1, probe, rootfs};
@@ -165,7 +165,11 @@ pub fn main() -> i32 {
         Ok(()) => 0,
         Err(e) => {
             let report = e.to_report();
-            eprint!("{}", report.render(Some(&super::failure_next(&args))));
+            let text = report.render(Some(&super::failure_next(&args)));
+            // The console, or the kernel log when there is none; standard error as a last resort.
+            if report::write_console(&text).is_err() {
+                eprint!("{text}");
+            }
             st.error = report.to_json();
             1
         }

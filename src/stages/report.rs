@@ -283,8 +283,8 @@ fn find_url(s: &str) -> Option<(usize, usize)> {
 
 /// Puts a report on the system console for whoever watches the machine boot: `/dev/console`
 /// when it can be opened, else the kernel log (`/dev/kmsg`, one record per line at level
-/// "critical"). For the code that runs Ember as PID 1; the command lines print the report on
-/// standard error.
+/// "critical"). The boot process reports its failure with it; the command lines print the
+/// report on standard error.
 pub fn write_console(text: &str) -> std::io::Result<()> {
     write_console_at(Path::new("/dev/console"), Path::new("/dev/kmsg"), text)
 }
