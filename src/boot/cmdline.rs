@@ -177,10 +177,7 @@ impl BootArgs {
 
     /// Reads `/proc/cmdline` (or `IGNITION_KERNEL_CMDLINE_PATH`, as the stages do).
     pub fn from_system() -> BootArgs {
-        let path = std::env::var_os("IGNITION_KERNEL_CMDLINE_PATH")
-            .filter(|p| !p.is_empty())
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/proc/cmdline"));
+        let path = crate::providers::cmdline::Source::default().cmdline_path;
         BootArgs::parse(&std::fs::read_to_string(path).unwrap_or_default())
     }
 
