@@ -184,15 +184,22 @@ fn run(args: &BootArgs, st: &mut Status) -> Result<(), Error> {
         Ok::<(), Error>(())
     })?;
     let device = root_device(args.root.as_deref())?;
+    // A later boot whose final mount is read-only (`ro`, the default) keeps the root mounted
+    // as the stamp check mounted it, rather than mounting it twice.
+    let keep = args.read_only;
+    let mut kept = false;
     let (first, reason) = match args.firstboot {
         Some(b) => (b, format!("ignition.firstboot is {b}")),
-        None => match provisioned(args, &device)? {
+        None => match provisioned(args, &device, keep)? {
             None => (
                 true,
                 format!("the root device {} does not exist yet", device.display()),
             ),
             Some(false) => (true, format!("the root filesystem has no {STAMP}")),
-            Some(true) => (false, format!("the root filesystem has {STAMP}")),
+            Some(true) => {
+                kept = keep;
+                (false, format!("the root filesystem has {STAMP}"))
+            }
         },
     };
     st.first_boot = Some(first);
@@ -204,7 +211,12 @@ fn run(args: &BootArgs, st: &mut Status) -> Result<(), Error> {
         say(&format!("not the first boot ({reason}): no provisioning"));
     }
     st.phase("mounting the root filesystem", || {
-        mount_root(args, &device, args.read_only)
+        if kept {
+            log::info!("the root filesystem stays mounted read-only on {SYSROOT}");
+            Ok(())
+        } else {
+            mount_root(args, &device, args.read_only)
+        }
     })?;
     // The config cache holds secrets (password hashes, file contents) and nothing after the
     // switch reads it.
@@ -264,7 +276,8 @@ fn load_modules(args: &BootArgs) {
 }
 
 /// Whether the root filesystem carries the stamp; `None` when the device does not exist.
-fn provisioned(args: &BootArgs, device: &Path) -> Result<Option<bool>, Error> {
+/// With `keep`, a root that carries it stays mounted read-only on /sysroot.
+fn provisioned(args: &BootArgs, device: &Path, keep: bool) -> Result<Option<bool>, Error> {
     let wait = ROOT_PROBE_WAIT.min(args.root_timeout);
     let node = match find_root(device, wait) {
         Ok(n) => n,
@@ -285,7 +298,9 @@ fn provisioned(args: &BootArgs, device: &Path) -> Result<Option<bool>, Error> {
     let found = rootfs::Root::open(SYSROOT)
         .and_then(|r| r.lstat(STAMP))
         .map(|s| s.is_some());
-    mounts::umount(Path::new(SYSROOT)).map_err(Error::RootUmount)?;
+    if !(keep && matches!(found, Ok(true))) {
+        mounts::umount(Path::new(SYSROOT)).map_err(Error::RootUmount)?;
+    }
     Ok(Some(found.map_err(Error::Stamp)?))
 }
 
