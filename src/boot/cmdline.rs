@@ -116,8 +116,16 @@ pub fn truthy(value: Option<&str>) -> bool {
     }
 }
 
+/// Longest time an `ember.*_timeout=` may give: a year (366 days).  Larger values (up to
+/// 18446744073709551615) would overflow the deadlines computed from them.
+const MAX_SECONDS: u64 = 366 * 24 * 3600;
+
 fn seconds(v: &str) -> Option<Duration> {
-    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+    v.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|s| *s <= MAX_SECONDS)
+        .map(Duration::from_secs)
 }
 
 impl BootArgs {
@@ -142,15 +150,15 @@ impl BootArgs {
                 "init" if v.starts_with('/') => a.init = PathBuf::from(v),
                 "ember.failure_timeout" => match seconds(&v) {
                     Some(d) => a.failure_timeout = d,
-                    None => warn_bad("a number of seconds"),
+                    None => warn_bad("a number of seconds up to a year"),
                 },
                 "ember.root_timeout" => match seconds(&v) {
                     Some(d) => a.root_timeout = d,
-                    None => warn_bad("a number of seconds"),
+                    None => warn_bad("a number of seconds up to a year"),
                 },
                 "ember.net_timeout" => match seconds(&v) {
                     Some(d) => a.net_timeout = d,
-                    None => warn_bad("a number of seconds"),
+                    None => warn_bad("a number of seconds up to a year"),
                 },
                 "ember.shell" => a.shell = truthy(value.as_deref()),
                 "ember.netif" => a.netif = Some(v).filter(|s| !s.is_empty()),
@@ -169,10 +177,7 @@ impl BootArgs {
 
     /// Reads `/proc/cmdline` (or `IGNITION_KERNEL_CMDLINE_PATH`, as the stages do).
     pub fn from_system() -> BootArgs {
-        let path = std::env::var_os("IGNITION_KERNEL_CMDLINE_PATH")
-            .filter(|p| !p.is_empty())
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/proc/cmdline"));
+        let path = crate::providers::cmdline::Source::default().cmdline_path;
         BootArgs::parse(&std::fs::read_to_string(path).unwrap_or_default())
     }
 
@@ -200,7 +205,9 @@ pub enum RootError {
 }
 
 /// The device path `root=` names: `/dev/...` as is, `LABEL=`, `UUID=`, `PARTUUID=` and
-/// `PARTLABEL=` as the `/dev/disk/by-*` link udev would make.
+/// `PARTLABEL=` as the `/dev/disk/by-*` link udev would make.  Only `PARTUUID=` is
+/// lower-cased (partition UUIDs are lower-case in by-partuuid); `UUID=` is kept as given, as
+/// systemd does: vfat's is upper-case in by-uuid (`ABCD-1234`, as blkid writes it).
 pub fn root_device(root: Option<&str>) -> Result<PathBuf, RootError> {
     let r = root.ok_or(RootError::Missing)?;
     if r.starts_with("/dev/") {
@@ -208,7 +215,7 @@ pub fn root_device(root: Option<&str>) -> Result<PathBuf, RootError> {
     }
     let (dir, name, lower) = match r.split_once('=') {
         Some(("LABEL", n)) => ("by-label", n, false),
-        Some(("UUID", n)) => ("by-uuid", n, true),
+        Some(("UUID", n)) => ("by-uuid", n, false),
         Some(("PARTUUID", n)) => ("by-partuuid", n, true),
         Some(("PARTLABEL", n)) => ("by-partlabel", n, false),
         _ => return Err(RootError::Unsupported(r.to_string())),
@@ -298,6 +305,21 @@ mod tests {
     }
 
     #[test]
+    fn huge_timeouts_keep_the_default() {
+        // Would overflow `Instant + Duration` (a panic in the boot process).
+        let a = BootArgs::parse(
+            "ember.net_timeout=18446744073709551615 ember.root_timeout=99999999999 \
+             ember.failure_timeout=18446744073709551615",
+        );
+        assert_eq!(a.net_timeout, DEFAULT_NET_TIMEOUT);
+        assert_eq!(a.root_timeout, DEFAULT_ROOT_TIMEOUT);
+        assert_eq!(a.failure_timeout, DEFAULT_FAILURE_TIMEOUT);
+        let _ = std::time::Instant::now() + a.net_timeout + a.root_timeout;
+        let a = BootArgs::parse("ember.root_timeout=31536000");
+        assert_eq!(a.root_timeout, Duration::from_secs(31_536_000));
+    }
+
+    #[test]
     fn root_devices() {
         let d = |r: &str| root_device(Some(r));
         assert_eq!(d("/dev/vda4"), Ok(PathBuf::from("/dev/vda4")));
@@ -305,9 +327,16 @@ mod tests {
             d("LABEL=my root"),
             Ok(PathBuf::from("/dev/disk/by-label/my\\x20root"))
         );
+        // vfat's UUID is upper-case in by-uuid, as blkid reports it: kept as given.
         assert_eq!(
             d("UUID=ABCD-1234"),
-            Ok(PathBuf::from("/dev/disk/by-uuid/abcd-1234"))
+            Ok(PathBuf::from("/dev/disk/by-uuid/ABCD-1234"))
+        );
+        assert_eq!(
+            d("UUID=0b9b6c2e-1b7f-4a6e-9f3e-2f3d7c1a5b00"),
+            Ok(PathBuf::from(
+                "/dev/disk/by-uuid/0b9b6c2e-1b7f-4a6e-9f3e-2f3d7c1a5b00"
+            ))
         );
         assert_eq!(
             d("PARTUUID=8C1B9C3E-AAAA-4A4A-9B9B-000000000001"),

@@ -6,8 +6,11 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::time::Duration;
 
-use super::{say, BootArgs, PATH, SYSROOT, WORKER_FLAG};
+use super::{
+    reboot_next, say, use_shell, BootArgs, BOOT_STATUS, PATH, RESCUE_SHELL, SYSROOT, WORKER_FLAG,
+};
 use crate::logging::chain;
+use crate::stages::engine;
 use crate::system::pid1::{self, Exit};
 use crate::system::switch_root;
 
@@ -32,6 +35,8 @@ pub fn main(args: Vec<OsString>) -> ! {
     if let Some(level) = &bargs.log {
         std::env::set_var(crate::logging::LEVEL_ENV, level);
     }
+    // For switch_root's own messages; the console is on the standard descriptors.
+    crate::logging::init(crate::logging::Target::Stdout);
     let exit = match std::process::Command::new("/proc/self/exe")
         .arg0("init")
         .arg(WORKER_FLAG)
@@ -72,7 +77,7 @@ fn cpu_line(before: pid1::CpuTime) -> String {
         system: now.system.saturating_sub(before.system),
     };
     let descendants = pid1::cpu_time(true);
-    let status = std::fs::read(super::BOOT_STATUS)
+    let status = std::fs::read(BOOT_STATUS)
         .ok()
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
     let ms = |key: &str| {
@@ -109,11 +114,15 @@ fn cpu_line(before: pid1::CpuTime) -> String {
 /// The failure path: a rescue shell when the image has one (and `ember.shell` allows it),
 /// otherwise the report stays on the console for `ember.failure_timeout`; then a reboot.
 fn failure(args: &BootArgs) -> ! {
-    let shell = Path::new(super::RESCUE_SHELL);
-    say("the failure report is above; details in /run/ember/boot.json and /run/ember/status.json");
-    if args.shell && shell.exists() {
-        say("starting a rescue shell (/bin/sh); the machine reboots when it exits");
-        let mut cmd = std::process::Command::new(shell);
+    say(&format!(
+        "the failure report is above; details in {BOOT_STATUS} and {}",
+        engine::DEFAULT_STATUS_FILE
+    ));
+    if use_shell(args) {
+        say(&format!(
+            "starting a rescue shell ({RESCUE_SHELL}); the machine reboots when it exits"
+        ));
+        let mut cmd = std::process::Command::new(RESCUE_SHELL);
         // SAFETY: the closure runs in the child between fork and exec and only makes
         // async-signal-safe system calls: a new session with the console as its terminal,
         // so that the shell has job control and ^C.
@@ -149,10 +158,7 @@ fn failure(args: &BootArgs) -> ! {
 
 fn wait(d: Duration) {
     if !d.is_zero() {
-        say(&format!(
-            "rebooting in {} s (ember.failure_timeout=SECONDS changes this)",
-            d.as_secs()
-        ));
+        say(&reboot_next(d));
         std::thread::sleep(d);
     }
 }

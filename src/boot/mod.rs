@@ -28,24 +28,37 @@ pub const MODULE_LIST: &str = "/etc/ember/modules";
 /// The boot's own status: phases with their times, first-boot decision, network, error.
 pub const BOOT_STATUS: &str = "/run/ember/boot.json";
 /// The file in the root filesystem that says it was provisioned (Ignition's result file).
-pub const STAMP: &str = "/etc/.ignition-result.json";
+pub const STAMP: &str = crate::stages::RESULT_FILE;
 /// PATH for the stages' programs.
 pub const PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// The rescue shell process 1 starts after a failure, when the image has one.
 pub const RESCUE_SHELL: &str = "/bin/sh";
 
-/// What process 1 does after a failure (the report's `next:` line): a rescue shell when the
-/// image has one and `ember.shell` allows it, else a reboot after `ember.failure_timeout`.
+/// Whether process 1 starts the rescue shell after a failure: the image has one and
+/// `ember.shell` allows it.
+pub fn use_shell(args: &BootArgs) -> bool {
+    args.shell && std::path::Path::new(RESCUE_SHELL).exists()
+}
+
+/// What process 1 does after a failure (the report's `next:` line): a rescue shell when
+/// [`use_shell`], else a reboot after `ember.failure_timeout`.
 pub fn failure_next(args: &BootArgs) -> String {
-    if args.shell && std::path::Path::new(RESCUE_SHELL).exists() {
+    if use_shell(args) {
         format!("starting a shell on the console ({RESCUE_SHELL}); exit it to reboot")
-    } else if args.failure_timeout.is_zero() {
+    } else {
+        reboot_next(args.failure_timeout)
+    }
+}
+
+/// The reboot after `timeout`, as said on the console.
+pub fn reboot_next(timeout: std::time::Duration) -> String {
+    if timeout.is_zero() {
         "rebooting".to_string()
     } else {
         format!(
             "rebooting in {} s (ember.failure_timeout=SECONDS on the kernel command line changes this)",
-            args.failure_timeout.as_secs()
+            timeout.as_secs()
         )
     }
 }

@@ -10,7 +10,7 @@ use crate::logging::chain;
 use crate::providers::cmdline::redact_url;
 use crate::stages::disks::devices::{have_program, Resolver, WaitError};
 use crate::stages::engine::{self, Options, Outcome};
-use crate::stages::report::Report;
+use crate::stages::report::{self, Report};
 use crate::stages::{Mode, Settings, Stage};
 use crate::system::command::Command;
 use crate::system::{kmod, mounts, net, pid1, probe, rootfs};
@@ -30,8 +30,10 @@ pub enum Error {
     Root(#[from] RootError),
     #[error("waiting for the root device")]
     RootWait(#[source] WaitError),
-    #[error("cannot tell the filesystem type of {0}")]
+    #[error("{0} holds no filesystem Ember recognizes")]
     RootType(PathBuf),
+    #[error("{device} holds {fs_type}, not a filesystem")]
+    NotAFilesystem { device: PathBuf, fs_type: String },
     #[error("probing {device}")]
     Probe {
         device: PathBuf,
@@ -65,7 +67,15 @@ impl Error {
                 "check root= against the devices (ls /dev/disk/by-* in the rescue shell), the \
                  kernel modules for the disk controller, or raise ember.root_timeout="
             }
-            Error::RootType(_) => "set rootfstype= on the kernel command line",
+            Error::RootType(_) => {
+                "check that root= names the root filesystem; for a filesystem type Ember does \
+                 not recognize, set rootfstype= on the kernel command line"
+            }
+            Error::NotAFilesystem { .. } => {
+                "root= names a container (LUKS, an md member, swap), not a filesystem: point \
+                 root= at the filesystem inside it (/dev/mapper/<name>, /dev/md/<name>, or its \
+                 LABEL= or UUID=)"
+            }
             Error::RootMount(_) => {
                 "the filesystem root= names does not mount: repair it (fsck) or check \
                  rootfstype= and rootflags=; Ember does not provision over it unless \
@@ -85,14 +95,7 @@ impl Error {
         if let Error::Stage(e) = self {
             return e.to_report();
         }
-        let mut r = Report::from_error("the boot failed", self);
-        if std::error::Error::source(self).is_some() {
-            r.operation = Some(self.to_string());
-            // The details say no more than the operation and the root cause together.
-            if r.details.as_deref() == Some(&format!("{self}: {}", r.root_cause)) {
-                r.details = None;
-            }
-        }
+        let mut r = Report::from_step("the boot failed", self);
         r.hint = self.hint().map(String::from);
         r
     }
@@ -162,7 +165,11 @@ pub fn main() -> i32 {
         Ok(()) => 0,
         Err(e) => {
             let report = e.to_report();
-            eprint!("{}", report.render(Some(&super::failure_next(&args))));
+            let text = report.render(Some(&super::failure_next(&args)));
+            // The console, or the kernel log when there is none; standard error as a last resort.
+            if report::write_console(&text).is_err() {
+                eprint!("{text}");
+            }
             st.error = report.to_json();
             1
         }
@@ -177,15 +184,22 @@ fn run(args: &BootArgs, st: &mut Status) -> Result<(), Error> {
         Ok::<(), Error>(())
     })?;
     let device = root_device(args.root.as_deref())?;
+    // A later boot whose final mount is read-only (`ro`, the default) keeps the root mounted
+    // as the stamp check mounted it, rather than mounting it twice.
+    let keep = args.read_only;
+    let mut kept = false;
     let (first, reason) = match args.firstboot {
         Some(b) => (b, format!("ignition.firstboot is {b}")),
-        None => match provisioned(args, &device)? {
+        None => match provisioned(args, &device, keep)? {
             None => (
                 true,
                 format!("the root device {} does not exist yet", device.display()),
             ),
             Some(false) => (true, format!("the root filesystem has no {STAMP}")),
-            Some(true) => (false, format!("the root filesystem has {STAMP}")),
+            Some(true) => {
+                kept = keep;
+                (false, format!("the root filesystem has {STAMP}"))
+            }
         },
     };
     st.first_boot = Some(first);
@@ -197,7 +211,12 @@ fn run(args: &BootArgs, st: &mut Status) -> Result<(), Error> {
         say(&format!("not the first boot ({reason}): no provisioning"));
     }
     st.phase("mounting the root filesystem", || {
-        mount_root(args, &device, args.read_only)
+        if kept {
+            log::info!("the root filesystem stays mounted read-only on {SYSROOT}");
+            Ok(())
+        } else {
+            mount_root(args, &device, args.read_only)
+        }
     })?;
     // The config cache holds secrets (password hashes, file contents) and nothing after the
     // switch reads it.
@@ -257,7 +276,8 @@ fn load_modules(args: &BootArgs) {
 }
 
 /// Whether the root filesystem carries the stamp; `None` when the device does not exist.
-fn provisioned(args: &BootArgs, device: &Path) -> Result<Option<bool>, Error> {
+/// With `keep`, a root that carries it stays mounted read-only on /sysroot.
+fn provisioned(args: &BootArgs, device: &Path, keep: bool) -> Result<Option<bool>, Error> {
     let wait = ROOT_PROBE_WAIT.min(args.root_timeout);
     let node = match find_root(device, wait) {
         Ok(n) => n,
@@ -278,7 +298,9 @@ fn provisioned(args: &BootArgs, device: &Path) -> Result<Option<bool>, Error> {
     let found = rootfs::Root::open(SYSROOT)
         .and_then(|r| r.lstat(STAMP))
         .map(|s| s.is_some());
-    mounts::umount(Path::new(SYSROOT)).map_err(Error::RootUmount)?;
+    if !(keep && matches!(found, Ok(true))) {
+        mounts::umount(Path::new(SYSROOT)).map_err(Error::RootUmount)?;
+    }
     Ok(Some(found.map_err(Error::Stamp)?))
 }
 
@@ -298,7 +320,11 @@ fn find_root(device: &Path, wait: Duration) -> Result<PathBuf, Error> {
     // appear late (slow controllers), so the assembly is tried again each second of the wait.
     let deadline = Instant::now() + wait;
     loop {
-        assemble_md();
+        assemble_md(
+            deadline
+                .saturating_duration_since(Instant::now())
+                .max(MDADM_MIN),
+        );
         r.refresh();
         let left = deadline.saturating_duration_since(Instant::now());
         match r.wait_nodes(&[dev.as_str()], left.min(MD_RETRY)) {
@@ -318,10 +344,18 @@ fn find_root(device: &Path, wait: Duration) -> Result<PathBuf, Error> {
 /// How often the wait for a root that may be on md tries to assemble arrays again.
 const MD_RETRY: Duration = Duration::from_secs(1);
 
+/// The least time each mdadm run gets, even when the wait for the root is nearly over.
+const MDADM_MIN: Duration = Duration::from_secs(5);
+
 /// Assembles the md arrays whose members carry superblocks (`mdadm --examine --scan` reads
-/// them without the md driver, which is loaded only when there are some).
-fn assemble_md() {
-    let found = Command::new("mdadm").args(["--examine", "--scan"]).run();
+/// them without the md driver, which is loaded only when there are some).  Each mdadm run
+/// is killed after `timeout`: a hung device must not hold the boot much past
+/// `ember.root_timeout`.
+fn assemble_md(timeout: Duration) {
+    let found = Command::new("mdadm")
+        .args(["--examine", "--scan"])
+        .timeout(timeout)
+        .run();
     if !found.is_ok_and(|o| o.stdout_str().contains("ARRAY")) {
         return;
     }
@@ -330,7 +364,11 @@ fn assemble_md() {
             log::info!("loading md_mod: {e}");
         }
     }
-    match Command::new("mdadm").args(["--assemble", "--scan"]).run() {
+    match Command::new("mdadm")
+        .args(["--assemble", "--scan"])
+        .timeout(timeout)
+        .run()
+    {
         Ok(o) => log::info!("assembling md arrays: {}", o.stderr_str().trim()),
         Err(e) => log::info!("assembling md arrays: {e}"),
     }
@@ -348,16 +386,8 @@ fn mount_root(args: &BootArgs, device: &Path, read_only: bool) -> Result<(), Err
 fn mount_node(args: &BootArgs, node: &Path, read_only: bool) -> Result<(), Error> {
     let fstype = match &args.rootfstype {
         Some(t) => t.clone(),
-        None => match probe::probe_path(node) {
-            Ok(Some(sig)) if sig.usage == probe::Usage::Filesystem => sig.fs_type,
-            Ok(_) => return Err(Error::RootType(node.to_owned())),
-            Err(source) => {
-                return Err(Error::Probe {
-                    device: node.to_owned(),
-                    source,
-                })
-            }
-        },
+        None => root_content(node, probe::probe_path(node))?
+            .ok_or_else(|| Error::RootType(node.to_owned()))?,
     };
     std::fs::create_dir_all(SYSROOT).map_err(Error::Sysroot)?;
     let opts = args.root_options(read_only);
@@ -366,7 +396,58 @@ fn mount_node(args: &BootArgs, node: &Path, read_only: bool) -> Result<(), Error
         node.display(),
         opts.join(",")
     );
-    mounts::mount(node, Path::new(SYSROOT), &fstype, &opts).map_err(Error::RootMount)
+    mounts::mount(node, Path::new(SYSROOT), &fstype, &opts).map_err(|e| {
+        if args.rootfstype.is_some() {
+            // The probe was skipped: it tells a blank root (a new machine) from one that
+            // does not mount.
+            mount_failure(node, &fstype, e, probe::probe_path(node))
+        } else {
+            Error::RootMount(e)
+        }
+    })
+}
+
+/// The filesystem types the probe recognizes: only for these does "the probe finds nothing"
+/// mean that the device holds no filesystem.
+const PROBED_TYPES: [&str; 8] = [
+    "ext2", "ext3", "ext4", "xfs", "btrfs", "vfat", "iso9660", "udf",
+];
+
+/// What a probe of the root node means: `Ok(Some(type))` a filesystem to mount, `Ok(None)`
+/// nothing on it yet (a blank device: a new machine).  A LUKS container, an md member or swap
+/// is an error: it may well hold a provisioned root, which must not be provisioned over.
+fn root_content(
+    node: &Path,
+    probed: Result<Option<probe::Signature>, probe::Error>,
+) -> Result<Option<String>, Error> {
+    match probed {
+        Ok(None) => Ok(None),
+        Ok(Some(sig)) if sig.usage == probe::Usage::Filesystem => Ok(Some(sig.fs_type)),
+        Ok(Some(sig)) => Err(Error::NotAFilesystem {
+            device: node.to_owned(),
+            fs_type: sig.fs_type,
+        }),
+        Err(source) => Err(Error::Probe {
+            device: node.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// The error of a failed mount with `rootfstype=` set, from a probe made after it: a blank
+/// device is [`Error::RootType`] (so a new machine, as without `rootfstype=`), a container
+/// [`Error::NotAFilesystem`], anything else the mount's own error.
+fn mount_failure(
+    node: &Path,
+    fstype: &str,
+    err: mounts::Error,
+    probed: Result<Option<probe::Signature>, probe::Error>,
+) -> Error {
+    match root_content(node, probed) {
+        Ok(None) if PROBED_TYPES.contains(&fstype) => Error::RootType(node.to_owned()),
+        Err(e @ Error::NotAFilesystem { .. }) => e,
+        _ => Error::RootMount(err),
+    }
 }
 
 /// Runs one stage in process, as `ignition --stage S --root /sysroot` would.
@@ -457,6 +538,87 @@ mod tests {
         let j = Error::Root(RootError::Missing).to_report().to_json();
         assert_eq!(j["rootCause"], "the kernel command line has no root=");
         assert!(j["hint"].as_str().unwrap().starts_with("add root=<device>"));
+    }
+
+    fn sig(fs_type: &str, usage: probe::Usage) -> Result<Option<probe::Signature>, probe::Error> {
+        Ok(Some(probe::Signature {
+            fs_type: fs_type.into(),
+            usage,
+            uuid: None,
+            label: None,
+            magics: Vec::new(),
+        }))
+    }
+
+    fn mount_error() -> mounts::Error {
+        mounts::Error::Mount {
+            source_desc: "/dev/vda4".into(),
+            target: SYSROOT.into(),
+            fs_type: "xfs".into(),
+            source: std::io::Error::from_raw_os_error(libc::EINVAL),
+        }
+    }
+
+    #[test]
+    fn only_a_blank_root_is_unprovisioned() {
+        let node = Path::new("/dev/vda4");
+        // Nothing on it: a new machine.
+        assert!(matches!(root_content(node, Ok(None)), Ok(None)));
+        assert_eq!(
+            root_content(node, sig("ext4", probe::Usage::Filesystem)).unwrap(),
+            Some("ext4".to_string())
+        );
+        // A container may hold a provisioned root: the boot stops with a hint.
+        for (t, u) in [
+            ("crypto_LUKS", probe::Usage::Crypto),
+            ("linux_raid_member", probe::Usage::Raid),
+            ("swap", probe::Usage::Other),
+        ] {
+            let e = root_content(node, sig(t, u)).unwrap_err();
+            assert!(matches!(e, Error::NotAFilesystem { .. }), "{t}: {e:?}");
+            let r = e.to_report();
+            assert_eq!(
+                r.root_cause,
+                format!("/dev/vda4 holds {t}, not a filesystem")
+            );
+            assert!(r
+                .hint
+                .unwrap()
+                .contains("point root= at the filesystem inside it"));
+        }
+        // A real blank device image probes as nothing.
+        let blank = std::env::temp_dir().join(format!("ember-blank-root-{}", std::process::id()));
+        std::fs::File::create(&blank)
+            .unwrap()
+            .set_len(1 << 20)
+            .unwrap();
+        let probed = root_content(&blank, probe::probe_path(&blank));
+        let _ = std::fs::remove_file(&blank);
+        assert!(matches!(probed, Ok(None)), "{probed:?}");
+    }
+
+    #[test]
+    fn a_blank_root_with_rootfstype_is_unprovisioned() {
+        let node = Path::new("/dev/vda4");
+        let blank = mount_failure(node, "xfs", mount_error(), Ok(None));
+        assert!(matches!(blank, Error::RootType(_)), "{blank:?}");
+        // A filesystem that does not mount, or a type the probe does not know: no guess.
+        let broken = mount_failure(
+            node,
+            "xfs",
+            mount_error(),
+            sig("xfs", probe::Usage::Filesystem),
+        );
+        assert!(matches!(broken, Error::RootMount(_)), "{broken:?}");
+        let unknown = mount_failure(node, "f2fs", mount_error(), Ok(None));
+        assert!(matches!(unknown, Error::RootMount(_)), "{unknown:?}");
+        let luks = mount_failure(
+            node,
+            "xfs",
+            mount_error(),
+            sig("crypto_LUKS", probe::Usage::Crypto),
+        );
+        assert!(matches!(luks, Error::NotAFilesystem { .. }), "{luks:?}");
     }
 
     #[test]

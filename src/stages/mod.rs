@@ -112,6 +112,9 @@ pub struct Settings {
     pub dev_dir: PathBuf,
 }
 
+/// The result file inside the root, written last on a first boot (the boot's stamp).
+pub const RESULT_FILE: &str = "/etc/.ignition-result.json";
+
 impl Settings {
     pub fn new(platform: impl Into<String>, mode: Mode) -> Self {
         Settings {
@@ -119,7 +122,7 @@ impl Settings {
             mode,
             write_authorized_keys_fragment: true,
             kargs_helper: PathBuf::from("/usr/sbin/ignition-kargs-helper"),
-            result_file: Some(PathBuf::from("/etc/.ignition-result.json")),
+            result_file: Some(PathBuf::from(RESULT_FILE)),
             boot_id_path: PathBuf::from("/proc/sys/kernel/random/boot_id"),
             dev_dir: PathBuf::from("/dev"),
         }

@@ -63,23 +63,52 @@ impl Report {
 
     /// The report of a failure under any title.
     pub fn with_title(title: impl Into<String>, f: &Failure) -> Report {
-        let root_cause = f.root_cause();
-        let chain = f.chain();
-        let plain = if f.source.is_some() {
-            format!("{}: {root_cause}", f.operation)
-        } else {
-            f.operation.clone()
-        };
-        // Without a cause the operation is the root cause, and is not repeated.
-        let operation = f.source.is_some().then(|| f.operation.clone());
+        let cause = f
+            .source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static));
         Report {
-            title: title.into(),
-            root_cause,
-            operation,
             path: f.path.as_ref().map(|p| p.to_string()),
             config: f.config.clone(),
             hint: f.hint.clone(),
+            ..Report::step(title.into(), &f.operation, cause)
+        }
+    }
+
+    /// The report of a failed step whose error says the step and has the causes as its
+    /// sources (`waiting for the root device: device … did not appear`): as
+    /// [`Report::with_title`] with the error's own message as the operation.
+    pub fn from_step(title: impl Into<String>, e: &(dyn std::error::Error + 'static)) -> Report {
+        Report::step(title.into(), &e.to_string(), e.source())
+    }
+
+    /// `operation` caused by `cause` and its sources: the innermost cause first, the operation
+    /// (only when there is a cause: else it is the root cause, not repeated), and the whole
+    /// chain as details when it says more than those two.
+    fn step(
+        title: String,
+        operation: &str,
+        cause: Option<&(dyn std::error::Error + 'static)>,
+    ) -> Report {
+        let mut root_cause = operation.to_string();
+        let mut chain = operation.to_string();
+        let mut cur = cause;
+        while let Some(e) = cur {
+            root_cause = e.to_string();
+            chain.push_str(": ");
+            chain.push_str(&root_cause);
+            cur = e.source();
+        }
+        let plain = match cause {
+            Some(_) => format!("{operation}: {root_cause}"),
+            None => operation.to_string(),
+        };
+        Report {
+            title,
+            root_cause,
+            operation: cause.is_some().then(|| operation.to_string()),
             details: (chain != plain).then_some(chain),
+            ..Report::default()
         }
     }
 
@@ -254,8 +283,8 @@ fn find_url(s: &str) -> Option<(usize, usize)> {
 
 /// Puts a report on the system console for whoever watches the machine boot: `/dev/console`
 /// when it can be opened, else the kernel log (`/dev/kmsg`, one record per line at level
-/// "critical"). For the code that runs Ember as PID 1; the command lines print the report on
-/// standard error.
+/// "critical"). The boot process reports its failure with it; the command lines print the
+/// report on standard error.
 pub fn write_console(text: &str) -> std::io::Result<()> {
     write_console_at(Path::new("/dev/console"), Path::new("/dev/kmsg"), text)
 }

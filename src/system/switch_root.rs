@@ -143,7 +143,7 @@ pub fn move_api_mounts(new_root: &Path) -> Result<(), Error> {
                 "{} has no {m} and it cannot be created: detaching the initramfs's {m}",
                 new_root.display()
             );
-            let _ = nix::mount::umount2(src, nix::mount::MntFlags::MNT_DETACH);
+            let _ = crate::system::mounts::umount_lazy(src);
             continue;
         }
         nix::mount::mount(

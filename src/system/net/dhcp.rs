@@ -51,8 +51,6 @@ pub enum PacketError {
     NoCookie,
     #[error("option {0} runs past the end of the message")]
     Truncated(u8),
-    #[error("the DHCP message has no message type")]
-    NoType,
     #[error("option {option} is malformed")]
     BadOption { option: u8 },
 }

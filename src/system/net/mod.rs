@@ -42,15 +42,6 @@ pub struct Options {
     pub timeout: Duration,
 }
 
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            interface: None,
-            timeout: Duration::from_secs(60),
-        }
-    }
-}
-
 /// The network as [`bring_up`] left it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Configured {
