@@ -1077,8 +1077,9 @@ impl Render<'_> {
         Ok((acc, fetcher))
     }
 
-    /// Fetches a referenced config; failures to fetch it are about `parent` (where the
-    /// reference is), failures to parse it about the child itself.
+    /// Fetches and parses a referenced config. Failures to fetch it, and parse failures
+    /// without a JSON path of their own (a syntax error, an empty config), are about the
+    /// reference in `parent`; parse failures with a path are about the child itself.
     fn fetch_child(
         &mut self,
         r: &ConfigResource,
@@ -1089,65 +1090,63 @@ impl Render<'_> {
     ) -> Result<(Config, String), Acq> {
         let url = redact_url(r.source.as_deref().unwrap_or(""));
         let name = format!("the referenced config {url}");
-        let (child, size) =
-            fetch_referenced(r, fetcher, self.state, at.clone()).map_err(|a| match a {
-                Acq::Failed(f) if f.operation.starts_with("parsing") => {
-                    Acq::Failed(f.or_in_config(|| name.clone()))
-                }
-                other => other.in_config(parent),
-            })?;
+        let what = format!("the config {url} referenced at {at}");
+        // Only this render's references count: the state also holds earlier stages' fetches.
+        if self.references.len() >= MAX_REFERENCED_CONFIGS {
+            return Err(Acq::Failed(
+                Failure::new(format!("fetching {what}"))
+                    .at(at)
+                    .hint(format!(
+                        "the configs reference more than {MAX_REFERENCED_CONFIGS} configs in all; flatten the merge tree"
+                    ))
+                    .in_config(parent),
+            ));
+        }
+        let bytes = fetch_referenced(r, fetcher, self.state, &what, at.clone())
+            .map_err(|a| a.in_config(parent))?;
+        let child = match parse_config(&bytes, &what) {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                return Err(Acq::Failed(
+                    Failure::new(format!("parsing {what}"))
+                        .caused_by(InvalidConfig {
+                            message: "the referenced config is empty".into(),
+                        })
+                        .at(at)
+                        .in_config(parent),
+                ))
+            }
+            Err(f) if f.path.is_some() => return Err(Acq::Failed(f.or_in_config(|| name.clone()))),
+            Err(f) => return Err(Acq::Failed(f.at(at).in_config(parent))),
+        };
         self.references.push(Reference {
             at,
             url,
             depth: depth + 1,
-            size,
+            size: bytes.len(),
         });
         Ok((child, name))
     }
 }
 
-/// Fetches and parses a referenced config (any supported spec version), checking its hash
-/// over the decompressed bytes, and records it in the state with only its URL path.
+/// Fetches a referenced config (`what` names it), checking its hash over the decompressed
+/// bytes, and records it in the state with only its URL path.
 fn fetch_referenced(
     r: &ConfigResource,
     fetcher: &fetch::Fetcher,
     state: &mut State,
+    what: &str,
     path: JsonPath,
-) -> Result<(Config, usize), Acq> {
+) -> Result<Vec<u8>, Acq> {
     let source = r.source.clone().unwrap_or_default();
-    let shown = redact_url(&source);
-    let what = format!("the config {shown} referenced at {path}");
-    let referenced = state
-        .fetched_configs
-        .iter()
-        .filter(|c| c.referenced)
-        .count();
-    if referenced >= MAX_REFERENCED_CONFIGS {
-        return Err(Acq::Failed(
-            Failure::new(format!("fetching {what}"))
-                .at(path)
-                .hint(format!(
-                    "the configs reference more than {MAX_REFERENCED_CONFIGS} configs in all; flatten the merge tree"
-                )),
-        ));
-    }
     let Some(res) = fetch_resource(r) else {
         return Err(Acq::Failed(
             Failure::new(format!("fetching {what}")).at(path),
         ));
     };
-    let bytes = match fetcher.fetch_bytes(&res, MAX_CONFIG_SIZE) {
-        Ok(Some(b)) => b,
-        Ok(None) => {
-            return Err(Acq::Failed(
-                Failure::new(format!("fetching {what}"))
-                    .caused_by(fetch::Error::NotFound { url: shown })
-                    .hint("check the URL: the server has nothing there")
-                    .at(path),
-            ))
-        }
-        Err(e) => return Err(fetch_failure(e, what, Some(path))),
-    };
+    let bytes = fetcher
+        .fetch_limited(&res, MAX_CONFIG_SIZE)
+        .map_err(|e| fetch_failure(e, what.to_string(), Some(path)))?;
     let url_path = config::url::parse(&source)
         .map(|u| u.path)
         .unwrap_or_default();
@@ -1156,18 +1155,11 @@ fn fetch_referenced(
         source: url_path,
         referenced: true,
     });
-    log::info!("fetched referenced user config from {shown}");
-    match parse_config(&bytes, &what) {
-        Ok(Some(c)) => Ok((c, bytes.len())),
-        Ok(None) => Err(Acq::Failed(
-            Failure::new(format!("parsing {what}"))
-                .caused_by(InvalidConfig {
-                    message: "the referenced config is empty".into(),
-                })
-                .at(path),
-        )),
-        Err(f) => Err(Acq::Failed(if f.path.is_none() { f.at(path) } else { f })),
-    }
+    log::info!(
+        "fetched referenced user config from {}",
+        redact_url(&source)
+    );
+    Ok(bytes)
 }
 
 /// Fetches a CA bundle (decompressed, hash checked).
@@ -1187,17 +1179,9 @@ fn fetch_ca(ca: &ConfigResource, i: usize, fetcher: &fetch::Fetcher) -> Result<V
             Failure::new(format!("fetching {what}")).at(path),
         ));
     };
-    match fetcher.fetch_bytes(&res, MAX_CA_SIZE) {
-        Ok(Some(b)) => Ok(b),
-        Ok(None) => Err(Acq::Failed(
-            Failure::new(format!("fetching {what}"))
-                .caused_by(fetch::Error::NotFound {
-                    url: redact_url(&res.source),
-                })
-                .at(path),
-        )),
-        Err(e) => Err(fetch_failure(e, what, Some(path))),
-    }
+    fetcher
+        .fetch_limited(&res, MAX_CA_SIZE)
+        .map_err(|e| fetch_failure(e, what, Some(path)))
 }
 
 /// Fetcher options for a config: its timeouts, proxy and CA bundles (fetched with `current`).
