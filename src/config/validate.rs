@@ -1121,8 +1121,17 @@ fn unit_contents(c: &Option<String>) -> Result<Vec<unit::UnitOption>, unit::Unit
     }
 }
 
+/// go-systemd quotes the offending unit text in one of its errors; unit contents may hold
+/// secrets, so that text is replaced by [`super::redact::REDACTED`] in every output.
 fn unit_content_entry(path: JsonPath, e: unit::UnitParseError) -> Entry {
-    Entry::error(path, "unit-content", format!("invalid unit content: {e}"))
+    let message = match e {
+        unit::UnitParseError::GarbageAfterSection(_) => format!(
+            "invalid unit content: found garbage after section name : {}",
+            super::redact::REDACTED
+        ),
+        e => format!("invalid unit content: {e}"),
+    };
+    Entry::error(path, "unit-content", message)
 }
 
 fn url_error_entry(path: JsonPath, msg: String, spec: Spec) -> Entry {
