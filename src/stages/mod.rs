@@ -20,7 +20,7 @@ pub mod state;
 pub mod webhook;
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use crate::config::model::Resource as ConfigResource;
 use crate::config::{Config, JsonPath};
@@ -233,6 +233,23 @@ impl std::error::Error for Failure {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.source.as_deref().map(|e| e as _)
     }
+}
+
+/// Cleans a path lexically, as Go's `filepath.Join(root, p)` does: `.` and empty components
+/// dropped, `..` removing the previous one (never above the root). Config paths become paths
+/// inside the target root this way (files, directories, links, mount points).
+pub(crate) fn clean_abs(p: &str) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in Path::new(p).components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Maps a config resource to a fetch request. `None` when the resource has no source.

@@ -25,7 +25,7 @@ use crate::config::model::{Directory, File, Link, Resource};
 use crate::config::{Config, JsonPath};
 use crate::fetch::{self, Fetcher};
 use crate::stages::oplog::Op;
-use crate::stages::{fetch_resource, Failure, OpLog};
+use crate::stages::{clean_abs, fetch_resource, Failure, OpLog};
 use crate::system::rootfs::{self, DirHandle, FileKind, FileStat, Root, Staged};
 
 /// One config entry.
@@ -256,22 +256,6 @@ impl Plan<'_> {
             );
         }
     }
-}
-
-/// Cleans a path lexically, as Go's `filepath.Join(root, p)` does: `.` and empty components
-/// dropped, `..` removing the previous one (never above the root).
-fn clean_abs(p: &str) -> PathBuf {
-    let mut out = PathBuf::from("/");
-    for c in Path::new(p).components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::ParentDir => {
-                out.pop();
-            }
-            _ => {}
-        }
-    }
-    out
 }
 
 /// Go's `filepath.Clean`, for comparing symlink targets.
