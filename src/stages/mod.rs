@@ -199,27 +199,12 @@ impl Failure {
 
     /// The innermost cause's message (the root cause first, as the failure report shows it).
     pub fn root_cause(&self) -> String {
-        let mut cur: Option<&(dyn std::error::Error + 'static)> =
-            self.source.as_deref().map(|e| e as _);
-        let mut last = None;
-        while let Some(e) = cur {
-            last = Some(e.to_string());
-            cur = e.source();
-        }
-        last.unwrap_or_else(|| self.operation.clone())
+        crate::logging::root_cause(self)
     }
 
     /// The whole chain: operation, then each cause.
     pub fn chain(&self) -> String {
-        let mut s = self.operation.clone();
-        let mut cur: Option<&(dyn std::error::Error + 'static)> =
-            self.source.as_deref().map(|e| e as _);
-        while let Some(e) = cur {
-            s.push_str(": ");
-            s.push_str(&e.to_string());
-            cur = e.source();
-        }
-        s
+        crate::logging::chain(self)
     }
 }
 

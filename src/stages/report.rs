@@ -85,15 +85,8 @@ impl Report {
 
     /// The report of any error: its innermost cause first, the chain as details.
     pub fn from_error(title: impl Into<String>, e: &(dyn std::error::Error + 'static)) -> Report {
-        let mut root = e.to_string();
-        let mut chain = root.clone();
-        let mut cur = e.source();
-        while let Some(c) = cur {
-            root = c.to_string();
-            chain.push_str(": ");
-            chain.push_str(&root);
-            cur = c.source();
-        }
+        let root = crate::logging::root_cause(e);
+        let chain = crate::logging::chain(e);
         Report {
             title: title.into(),
             details: (chain != root).then_some(chain),
