@@ -802,37 +802,12 @@ fn write_cache(path: &Path, cfg: &Config) -> Result<(), Failure> {
     })
 }
 
-/// What to do about a failed fetch, where the error tells.
-pub fn fetch_hint(e: &fetch::Error) -> Option<&'static str> {
-    use fetch::Error as E;
-    Some(match e {
-        E::HashMismatch { .. } => {
-            "the fetched data does not match verification.hash: fix the hash or the source (the hash is of the uncompressed data)"
-        }
-        E::Timeout { .. } | E::HeadersTimeout { .. } | E::Stalled { .. } => {
-            "the server did not answer in time: check that it is up and reachable from this machine, or raise ignition.timeouts (httpResponseHeaders, httpTotal)"
-        }
-        E::Resolve { .. } | E::Connect { .. } | E::Proxy { .. } => {
-            "the server cannot be reached: check the URL, the network and ignition.proxy"
-        }
-        E::Tls { .. } | E::Certificate { .. } | E::CaBundle { .. } => {
-            "check the server's certificate and ignition.security.tls.certificateAuthorities"
-        }
-        E::NotFound { .. } => "check the URL: the server has nothing there",
-        E::HttpStatus { .. } => {
-            "the server refused the request: check the URL and the httpHeaders it needs"
-        }
-        E::Decompress { .. } => "the data is not valid gzip: remove \"compression\" or fix the source",
-        _ => return None,
-    })
-}
-
 /// Fetch errors: "needs network" stays distinguishable, everything else fails.
 fn fetch_failure(e: fetch::Error, what: String, path: Option<JsonPath>) -> Acq {
     if matches!(e, fetch::Error::NeedsNetwork { .. }) {
         return Acq::NeedNet(what);
     }
-    let hint = fetch_hint(&e);
+    let hint = e.hint();
     let mut f = Failure::new(format!("fetching {what}")).caused_by(e);
     if let Some(h) = hint {
         f = f.hint(h);
@@ -911,7 +886,7 @@ fn acquire(
                     }
                     Err(e) => {
                         let hint = match &e {
-                            providers::Error::Fetch(fe) => fetch_hint(fe),
+                            providers::Error::Fetch(fe) => fe.hint(),
                             _ => None,
                         };
                         let mut f =
