@@ -1217,15 +1217,6 @@ fn inline_cas(cfg: &mut Config, fetcher: &fetch::Fetcher) -> Result<(), Acq> {
     result
 }
 
-fn needs_net_source(r: &ConfigResource) -> bool {
-    match r.source_str() {
-        Some(s) => !s
-            .split_once(':')
-            .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("data")),
-        None => false,
-    }
-}
-
 /// The first thing in the config (outside the `ignition` section, which is fetched already)
 /// that needs the network, by JSON path: a resource with a source other than `data:`, a tang
 /// server without an advertisement, a custom clevis pin that says it needs the network.
@@ -1233,18 +1224,18 @@ pub fn needs_network(cfg: &Config) -> Option<String> {
     let storage = JsonPath::root().key("storage");
     for (i, f) in cfg.storage.files.iter().enumerate() {
         let p = storage.key("files").index(i);
-        if needs_net_source(&f.contents) {
+        if f.contents.is_remote() {
             return Some(format!("{}", p.key("contents")));
         }
         for (j, a) in f.append.iter().enumerate() {
-            if needs_net_source(a) {
+            if a.is_remote() {
                 return Some(format!("{}", p.key("append").index(j)));
             }
         }
     }
     for (i, l) in cfg.storage.luks.iter().enumerate() {
         let p = storage.key("luks").index(i);
-        if needs_net_source(&l.key_file) {
+        if l.key_file.is_remote() {
             return Some(format!("{}", p.key("keyFile")));
         }
         for (j, t) in l.clevis.tang.iter().enumerate() {
