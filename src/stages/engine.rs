@@ -56,8 +56,7 @@ pub const DEFAULT_STATUS_FILE: &str = "/run/ember/status.json";
 /// Ignition's `-fetch-timeout` default: the overall time allowed for fetching the provider's
 /// config (`httpTotal` until the config's own value applies).
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(120);
-/// Largest config Ember fetches (a referenced config, a provider's, the cache).
-pub const MAX_CONFIG_SIZE: u64 = 256 << 20;
+pub use crate::config::MAX_CONFIG_SIZE;
 /// Largest CA bundle.
 const MAX_CA_SIZE: u64 = 16 << 20;
 /// Depth of nested `replace`/`merge` references followed before giving up (a config that
