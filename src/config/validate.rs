@@ -1172,8 +1172,6 @@ fn is_guid_or_empty(g: &str) -> bool {
             .all(|(p, n)| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// Ignition's overlap test: explicitly placed partitions (start ≠ 0, size given) must not
-/// overlap. Returns the index of the second partition of the first overlapping pair.
 /// The partition Ignition names in "partitions overlap": for the first partition (in list
 /// order) with a set, non-zero start and a set size whose first or last MiB lies inside another
 /// such partition (or that has the same extent), the first such other partition.

@@ -38,6 +38,8 @@ mod tftp;
 mod tls;
 mod url;
 
+pub(crate) use http::resolve;
+
 pub use proxy::ProxyConfig;
 pub use s3::AwsCredentials;
 pub use tls::SYSTEM_CA_FILES;

@@ -424,7 +424,8 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
     }
 
     if let Some(p) = &provider {
-        // Status reports go over the network; a fresh online fetcher with Ember's defaults.
+        // Status reports go over the network: a fresh fetcher with the stage's base options
+        // (offline in fetch-offline, where a report that needs the network is not sent).
         if let Ok(f) = fetch::Fetcher::new(base_opts.clone()) {
             let err = result
                 .as_ref()

@@ -221,6 +221,16 @@ pub struct PlanLine {
     pub destructive: bool,
 }
 
+/// As the log shows it: the action, then the config entry in parentheses.
+impl fmt::Display for PlanLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.path {
+            Some(p) => write!(f, "{} ({p})", self.action),
+            None => f.write_str(&self.action),
+        }
+    }
+}
+
 impl PlanLine {
     pub(crate) fn new(action: impl Into<String>, path: Option<JsonPath>) -> Self {
         PlanLine {
