@@ -32,6 +32,15 @@ pub fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// The innermost cause's message (`e`'s own when it has no source).
+pub fn root_cause(e: &dyn std::error::Error) -> String {
+    let mut last = e;
+    while let Some(c) = last.source() {
+        last = c;
+    }
+    last.to_string()
+}
+
 /// The ident syslog records carry (journald's `SYSLOG_IDENTIFIER`).
 pub const SYSLOG_IDENT: &str = "ignition";
 /// The environment variable that sets the level.
@@ -86,14 +95,20 @@ pub fn format_line(level: log::Level, prefix: &str, msg: &str) -> String {
     format!("{:<9}: {prefix}{msg}", level_name(level))
 }
 
-/// A record as a syslog datagram: `<PRI>ignition[PID]: message`.
-pub fn format_syslog(level: log::Level, prefix: &str, msg: &str) -> Vec<u8> {
-    let severity: u8 = match level {
-        log::Level::Error => 2, // crit, as Ignition logs failures
+/// The syslog severity of a level: crit for errors (as Ignition logs failures), warning,
+/// info, debug.
+fn severity(level: log::Level) -> u8 {
+    match level {
+        log::Level::Error => 2,
         log::Level::Warn => 4,
         log::Level::Info => 6,
         log::Level::Debug | log::Level::Trace => 7,
-    };
+    }
+}
+
+/// A record as a syslog datagram: `<PRI>ignition[PID]: message`.
+pub fn format_syslog(level: log::Level, prefix: &str, msg: &str) -> Vec<u8> {
+    let severity = severity(level);
     let mut out = format!(
         "<{}>{SYSLOG_IDENT}[{}]: {prefix}{msg}",
         FACILITY_DAEMON * 8 + severity,
@@ -197,15 +212,10 @@ pub fn journal_send_to(
     let Some(sock) = connect_syslog(socket) else {
         return;
     };
-    let severity = match priority {
-        log::Level::Error => "2",
-        log::Level::Warn => "4",
-        log::Level::Info => "6",
-        log::Level::Debug | log::Level::Trace => "7",
-    };
+    let severity = severity(priority).to_string();
     let mut all: Vec<(&str, &str)> = vec![
         ("MESSAGE", message),
-        ("PRIORITY", severity),
+        ("PRIORITY", &severity),
         ("SYSLOG_IDENTIFIER", SYSLOG_IDENT),
     ];
     all.extend_from_slice(fields);

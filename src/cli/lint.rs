@@ -595,7 +595,7 @@ fn human_entry(r: &FileResult, e: &Entry, secrets: &[(usize, usize)]) -> String 
     s.push_str(&format!(
         "{loc}: {}: {} [{}]\n",
         e.severity.as_str(),
-        e.shown_message(),
+        e.message,
         e.code
     ));
     if let Some(p) = &e.path {
@@ -750,7 +750,7 @@ fn entry_json(file: &str, e: &Entry) -> J {
         "file": file,
         "severity": e.severity.as_str(),
         "code": e.code,
-        "message": e.shown_message(),
+        "message": e.message,
         "path": e.path.as_ref().map(|p| p.to_string()),
         "line": e.position().map(|m| m.line),
         "column": e.position().map(|m| m.column),
@@ -826,11 +826,11 @@ fn sarif_doc(results: &[FileResult]) -> J {
                 rule_ids.push(e.code);
                 rules.push(json!({
                     "id": e.code,
-                    "shortDescription": {"text": e.shown_message()},
+                    "shortDescription": {"text": e.message},
                     "properties": {"ignition": !e.ember_only},
                 }));
             }
-            let mut text = e.shown_message().into_owned();
+            let mut text = e.message.clone();
             if let Some(s) = &e.source {
                 text = format!("{text} (in {s})");
             }

@@ -506,7 +506,7 @@ fn remote_lines(cfg: &config::Config, fetcher: &fetch::Fetcher) -> Result<Vec<Li
                     ));
                 }
                 Err(e) => {
-                    let hint = engine::fetch_hint(&e);
+                    let hint = e.hint();
                     let mut fail = Failure::new(format!("writing file {:?}", f.path))
                         .caused_by(e)
                         .at(at);

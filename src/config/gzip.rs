@@ -2,8 +2,7 @@
 
 use std::io::Read;
 
-/// The largest decompressed config Ember accepts (a guard against decompression bombs).
-pub const MAX_CONFIG_SIZE: u64 = 256 * 1024 * 1024;
+pub use super::MAX_CONFIG_SIZE;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -34,6 +34,12 @@ pub mod version;
 use std::fmt;
 
 pub use model::Config;
+
+/// The largest config Ember reads, from any source: a provider's, one named on the kernel
+/// command line or read from a device, a referenced config, the cache, and a gzip config
+/// decompressed (a guard against runaway sources and decompression bombs; Ignition has no
+/// limit).
+pub const MAX_CONFIG_SIZE: u64 = 256 << 20;
 pub use report::{Entry, JsonPath, Report, Severity};
 pub use version::Spec;
 

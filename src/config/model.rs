@@ -876,6 +876,19 @@ impl Resource {
     pub fn source_str(&self) -> Option<&str> {
         self.source.as_deref().filter(|s| !s.is_empty())
     }
+
+    /// Whether fetching it needs the network: it has a source that is not a `data:` URL.
+    pub fn is_remote(&self) -> bool {
+        self.source_str().is_some_and(is_remote_source)
+    }
+}
+
+/// Whether a source needs the network: not empty and not a `data:` URL (any case).
+pub fn is_remote_source(source: &str) -> bool {
+    !source.is_empty()
+        && !source
+            .split_once(':')
+            .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("data"))
 }
 
 /// Index of the field named `json` in a table.

@@ -236,20 +236,7 @@ impl Entry {
         self.ember_marker.or(self.marker)
     }
 
-    /// The message as every output shows it: go-systemd quotes the offending unit text in one
-    /// of its errors (`found garbage after section name : "..."`), and unit contents may hold
-    /// secrets, so that text is replaced by [`super::redact::REDACTED`].
-    pub fn shown_message(&self) -> std::borrow::Cow<'_, str> {
-        const GARBAGE: &str = "found garbage after section name : ";
-        match self.message.find(GARBAGE) {
-            Some(i) if self.code == "unit-content" => {
-                format!("{}{GARBAGE}{}", &self.message[..i], super::redact::REDACTED).into()
-            }
-            _ => self.message.as_str().into(),
-        }
-    }
-
-    /// The entry as Ignition prints it (with [`Entry::shown_message`]).
+    /// The entry as Ignition prints it.
     pub fn ignition_line(&self) -> String {
         let mut at = String::new();
         if let Some(p) = &self.path {
@@ -264,7 +251,7 @@ impl Entry {
             }
             at.push_str(&format!(" line {} col {}", m.line, m.column));
         }
-        format!("{}{}: {}", self.severity.as_str(), at, self.shown_message())
+        format!("{}{}: {}", self.severity.as_str(), at, self.message)
     }
 }
 

@@ -1121,8 +1121,17 @@ fn unit_contents(c: &Option<String>) -> Result<Vec<unit::UnitOption>, unit::Unit
     }
 }
 
+/// go-systemd quotes the offending unit text in one of its errors; unit contents may hold
+/// secrets, so that text is replaced by [`super::redact::REDACTED`] in every output.
 fn unit_content_entry(path: JsonPath, e: unit::UnitParseError) -> Entry {
-    Entry::error(path, "unit-content", format!("invalid unit content: {e}"))
+    let message = match e {
+        unit::UnitParseError::GarbageAfterSection(_) => format!(
+            "invalid unit content: found garbage after section name : {}",
+            super::redact::REDACTED
+        ),
+        e => format!("invalid unit content: {e}"),
+    };
+    Entry::error(path, "unit-content", message)
 }
 
 fn url_error_entry(path: JsonPath, msg: String, spec: Spec) -> Entry {
@@ -1163,8 +1172,6 @@ fn is_guid_or_empty(g: &str) -> bool {
             .all(|(p, n)| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-/// Ignition's overlap test: explicitly placed partitions (start ≠ 0, size given) must not
-/// overlap. Returns the index of the second partition of the first overlapping pair.
 /// The partition Ignition names in "partitions overlap": for the first partition (in list
 /// order) with a set, non-zero start and a set size whose first or last MiB lies inside another
 /// such partition (or that has the same extent), the first such other partition.

@@ -38,6 +38,8 @@ mod tftp;
 mod tls;
 mod url;
 
+pub(crate) use http::resolve;
+
 pub use proxy::ProxyConfig;
 pub use s3::AwsCredentials;
 pub use tls::SYSTEM_CA_FILES;
@@ -208,6 +210,31 @@ impl Error {
     /// Whether the resource does not exist (HTTP 404, TFTP "file not found").
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::NotFound { .. })
+    }
+
+    /// What to do about the failure, where the error tells (for failure reports).
+    pub fn hint(&self) -> Option<&'static str> {
+        use Error as E;
+        Some(match self {
+            E::HashMismatch { .. } => {
+                "the fetched data does not match verification.hash: fix the hash or the source (the hash is of the uncompressed data)"
+            }
+            E::Timeout { .. } | E::HeadersTimeout { .. } | E::Stalled { .. } => {
+                "the server did not answer in time: check that it is up and reachable from this machine, or raise ignition.timeouts (httpResponseHeaders, httpTotal)"
+            }
+            E::Resolve { .. } | E::Connect { .. } | E::Proxy { .. } => {
+                "the server cannot be reached: check the URL, the network and ignition.proxy"
+            }
+            E::Tls { .. } | E::Certificate { .. } | E::CaBundle { .. } => {
+                "check the server's certificate and ignition.security.tls.certificateAuthorities"
+            }
+            E::NotFound { .. } => "check the URL: the server has nothing there",
+            E::HttpStatus { .. } => {
+                "the server refused the request: check the URL and the httpHeaders it needs"
+            }
+            E::Decompress { .. } => "the data is not valid gzip: remove \"compression\" or fix the source",
+            _ => return None,
+        })
     }
 }
 

@@ -23,8 +23,7 @@ pub const DEVICE_KEY: &str = "ignition.config.device";
 pub const PATH_KEY: &str = "ignition.config.path";
 /// How long to wait for the labelled device.
 pub const DEVICE_WAIT: Duration = Duration::from_secs(30);
-/// Largest config read from a device.
-const MAX_CONFIG: u64 = 256 << 20;
+use crate::config::MAX_CONFIG_SIZE as MAX_CONFIG;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

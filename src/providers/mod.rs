@@ -89,8 +89,7 @@ pub const PLATFORMS: &[&str] = &[
     "zvm",
 ];
 
-/// Largest config a provider accepts (Ignition has no limit; this only stops a runaway source).
-pub const MAX_CONFIG_SIZE: u64 = 64 * 1024 * 1024;
+pub use crate::config::MAX_CONFIG_SIZE;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

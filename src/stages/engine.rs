@@ -56,8 +56,7 @@ pub const DEFAULT_STATUS_FILE: &str = "/run/ember/status.json";
 /// Ignition's `-fetch-timeout` default: the overall time allowed for fetching the provider's
 /// config (`httpTotal` until the config's own value applies).
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(120);
-/// Largest config Ember fetches (a referenced config, a provider's, the cache).
-pub const MAX_CONFIG_SIZE: u64 = 256 << 20;
+pub use crate::config::MAX_CONFIG_SIZE;
 /// Largest CA bundle.
 const MAX_CA_SIZE: u64 = 16 << 20;
 /// Depth of nested `replace`/`merge` references followed before giving up (a config that
@@ -425,7 +424,8 @@ pub fn run(opts: &Options) -> Result<Outcome, Error> {
     }
 
     if let Some(p) = &provider {
-        // Status reports go over the network; a fresh online fetcher with Ember's defaults.
+        // Status reports go over the network: a fresh fetcher with the stage's base options
+        // (offline in fetch-offline, where a report that needs the network is not sent).
         if let Ok(f) = fetch::Fetcher::new(base_opts.clone()) {
             let err = result
                 .as_ref()
@@ -802,37 +802,12 @@ fn write_cache(path: &Path, cfg: &Config) -> Result<(), Failure> {
     })
 }
 
-/// What to do about a failed fetch, where the error tells.
-pub fn fetch_hint(e: &fetch::Error) -> Option<&'static str> {
-    use fetch::Error as E;
-    Some(match e {
-        E::HashMismatch { .. } => {
-            "the fetched data does not match verification.hash: fix the hash or the source (the hash is of the uncompressed data)"
-        }
-        E::Timeout { .. } | E::HeadersTimeout { .. } | E::Stalled { .. } => {
-            "the server did not answer in time: check that it is up and reachable from this machine, or raise ignition.timeouts (httpResponseHeaders, httpTotal)"
-        }
-        E::Resolve { .. } | E::Connect { .. } | E::Proxy { .. } => {
-            "the server cannot be reached: check the URL, the network and ignition.proxy"
-        }
-        E::Tls { .. } | E::Certificate { .. } | E::CaBundle { .. } => {
-            "check the server's certificate and ignition.security.tls.certificateAuthorities"
-        }
-        E::NotFound { .. } => "check the URL: the server has nothing there",
-        E::HttpStatus { .. } => {
-            "the server refused the request: check the URL and the httpHeaders it needs"
-        }
-        E::Decompress { .. } => "the data is not valid gzip: remove \"compression\" or fix the source",
-        _ => return None,
-    })
-}
-
 /// Fetch errors: "needs network" stays distinguishable, everything else fails.
 fn fetch_failure(e: fetch::Error, what: String, path: Option<JsonPath>) -> Acq {
     if matches!(e, fetch::Error::NeedsNetwork { .. }) {
         return Acq::NeedNet(what);
     }
-    let hint = fetch_hint(&e);
+    let hint = e.hint();
     let mut f = Failure::new(format!("fetching {what}")).caused_by(e);
     if let Some(h) = hint {
         f = f.hint(h);
@@ -911,7 +886,7 @@ fn acquire(
                     }
                     Err(e) => {
                         let hint = match &e {
-                            providers::Error::Fetch(fe) => fetch_hint(fe),
+                            providers::Error::Fetch(fe) => fe.hint(),
                             _ => None,
                         };
                         let mut f =
@@ -1077,8 +1052,9 @@ impl Render<'_> {
         Ok((acc, fetcher))
     }
 
-    /// Fetches a referenced config; failures to fetch it are about `parent` (where the
-    /// reference is), failures to parse it about the child itself.
+    /// Fetches and parses a referenced config. Failures to fetch it, and parse failures
+    /// without a JSON path of their own (a syntax error, an empty config), are about the
+    /// reference in `parent`; parse failures with a path are about the child itself.
     fn fetch_child(
         &mut self,
         r: &ConfigResource,
@@ -1089,65 +1065,63 @@ impl Render<'_> {
     ) -> Result<(Config, String), Acq> {
         let url = redact_url(r.source.as_deref().unwrap_or(""));
         let name = format!("the referenced config {url}");
-        let (child, size) =
-            fetch_referenced(r, fetcher, self.state, at.clone()).map_err(|a| match a {
-                Acq::Failed(f) if f.operation.starts_with("parsing") => {
-                    Acq::Failed(f.or_in_config(|| name.clone()))
-                }
-                other => other.in_config(parent),
-            })?;
+        let what = format!("the config {url} referenced at {at}");
+        // Only this render's references count: the state also holds earlier stages' fetches.
+        if self.references.len() >= MAX_REFERENCED_CONFIGS {
+            return Err(Acq::Failed(
+                Failure::new(format!("fetching {what}"))
+                    .at(at)
+                    .hint(format!(
+                        "the configs reference more than {MAX_REFERENCED_CONFIGS} configs in all; flatten the merge tree"
+                    ))
+                    .in_config(parent),
+            ));
+        }
+        let bytes = fetch_referenced(r, fetcher, self.state, &what, at.clone())
+            .map_err(|a| a.in_config(parent))?;
+        let child = match parse_config(&bytes, &what) {
+            Ok(Some(c)) => c,
+            Ok(None) => {
+                return Err(Acq::Failed(
+                    Failure::new(format!("parsing {what}"))
+                        .caused_by(InvalidConfig {
+                            message: "the referenced config is empty".into(),
+                        })
+                        .at(at)
+                        .in_config(parent),
+                ))
+            }
+            Err(f) if f.path.is_some() => return Err(Acq::Failed(f.or_in_config(|| name.clone()))),
+            Err(f) => return Err(Acq::Failed(f.at(at).in_config(parent))),
+        };
         self.references.push(Reference {
             at,
             url,
             depth: depth + 1,
-            size,
+            size: bytes.len(),
         });
         Ok((child, name))
     }
 }
 
-/// Fetches and parses a referenced config (any supported spec version), checking its hash
-/// over the decompressed bytes, and records it in the state with only its URL path.
+/// Fetches a referenced config (`what` names it), checking its hash over the decompressed
+/// bytes, and records it in the state with only its URL path.
 fn fetch_referenced(
     r: &ConfigResource,
     fetcher: &fetch::Fetcher,
     state: &mut State,
+    what: &str,
     path: JsonPath,
-) -> Result<(Config, usize), Acq> {
+) -> Result<Vec<u8>, Acq> {
     let source = r.source.clone().unwrap_or_default();
-    let shown = redact_url(&source);
-    let what = format!("the config {shown} referenced at {path}");
-    let referenced = state
-        .fetched_configs
-        .iter()
-        .filter(|c| c.referenced)
-        .count();
-    if referenced >= MAX_REFERENCED_CONFIGS {
-        return Err(Acq::Failed(
-            Failure::new(format!("fetching {what}"))
-                .at(path)
-                .hint(format!(
-                    "the configs reference more than {MAX_REFERENCED_CONFIGS} configs in all; flatten the merge tree"
-                )),
-        ));
-    }
     let Some(res) = fetch_resource(r) else {
         return Err(Acq::Failed(
             Failure::new(format!("fetching {what}")).at(path),
         ));
     };
-    let bytes = match fetcher.fetch_bytes(&res, MAX_CONFIG_SIZE) {
-        Ok(Some(b)) => b,
-        Ok(None) => {
-            return Err(Acq::Failed(
-                Failure::new(format!("fetching {what}"))
-                    .caused_by(fetch::Error::NotFound { url: shown })
-                    .hint("check the URL: the server has nothing there")
-                    .at(path),
-            ))
-        }
-        Err(e) => return Err(fetch_failure(e, what, Some(path))),
-    };
+    let bytes = fetcher
+        .fetch_limited(&res, MAX_CONFIG_SIZE)
+        .map_err(|e| fetch_failure(e, what.to_string(), Some(path)))?;
     let url_path = config::url::parse(&source)
         .map(|u| u.path)
         .unwrap_or_default();
@@ -1156,18 +1130,11 @@ fn fetch_referenced(
         source: url_path,
         referenced: true,
     });
-    log::info!("fetched referenced user config from {shown}");
-    match parse_config(&bytes, &what) {
-        Ok(Some(c)) => Ok((c, bytes.len())),
-        Ok(None) => Err(Acq::Failed(
-            Failure::new(format!("parsing {what}"))
-                .caused_by(InvalidConfig {
-                    message: "the referenced config is empty".into(),
-                })
-                .at(path),
-        )),
-        Err(f) => Err(Acq::Failed(if f.path.is_none() { f.at(path) } else { f })),
-    }
+    log::info!(
+        "fetched referenced user config from {}",
+        redact_url(&source)
+    );
+    Ok(bytes)
 }
 
 /// Fetches a CA bundle (decompressed, hash checked).
@@ -1187,17 +1154,9 @@ fn fetch_ca(ca: &ConfigResource, i: usize, fetcher: &fetch::Fetcher) -> Result<V
             Failure::new(format!("fetching {what}")).at(path),
         ));
     };
-    match fetcher.fetch_bytes(&res, MAX_CA_SIZE) {
-        Ok(Some(b)) => Ok(b),
-        Ok(None) => Err(Acq::Failed(
-            Failure::new(format!("fetching {what}"))
-                .caused_by(fetch::Error::NotFound {
-                    url: redact_url(&res.source),
-                })
-                .at(path),
-        )),
-        Err(e) => Err(fetch_failure(e, what, Some(path))),
-    }
+    fetcher
+        .fetch_limited(&res, MAX_CA_SIZE)
+        .map_err(|e| fetch_failure(e, what, Some(path)))
 }
 
 /// Fetcher options for a config: its timeouts, proxy and CA bundles (fetched with `current`).
@@ -1258,15 +1217,6 @@ fn inline_cas(cfg: &mut Config, fetcher: &fetch::Fetcher) -> Result<(), Acq> {
     result
 }
 
-fn needs_net_source(r: &ConfigResource) -> bool {
-    match r.source_str() {
-        Some(s) => !s
-            .split_once(':')
-            .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("data")),
-        None => false,
-    }
-}
-
 /// The first thing in the config (outside the `ignition` section, which is fetched already)
 /// that needs the network, by JSON path: a resource with a source other than `data:`, a tang
 /// server without an advertisement, a custom clevis pin that says it needs the network.
@@ -1274,18 +1224,18 @@ pub fn needs_network(cfg: &Config) -> Option<String> {
     let storage = JsonPath::root().key("storage");
     for (i, f) in cfg.storage.files.iter().enumerate() {
         let p = storage.key("files").index(i);
-        if needs_net_source(&f.contents) {
+        if f.contents.is_remote() {
             return Some(format!("{}", p.key("contents")));
         }
         for (j, a) in f.append.iter().enumerate() {
-            if needs_net_source(a) {
+            if a.is_remote() {
                 return Some(format!("{}", p.key("append").index(j)));
             }
         }
     }
     for (i, l) in cfg.storage.luks.iter().enumerate() {
         let p = storage.key("luks").index(i);
-        if needs_net_source(&l.key_file) {
+        if l.key_file.is_remote() {
             return Some(format!("{}", p.key("keyFile")));
         }
         for (j, t) in l.clevis.tang.iter().enumerate() {

@@ -89,12 +89,11 @@ fn operation(ctx: &Context) -> String {
 
 /// Runs the kargs stage.
 pub fn run(ctx: &mut Context) -> Result<(), Failure> {
-    let ka = &ctx.config.kernel_arguments;
     let path = JsonPath::root().key("kernelArguments");
     let op = operation(ctx);
-    let helper = match plan(ctx) {
+    let (helper, args) = match plan(ctx) {
         Ok(None) => return Ok(()),
-        Ok(Some((helper, _))) => helper,
+        Ok(Some(planned)) => planned,
         Err(f) => {
             if f.source.as_deref().is_some_and(|e| e.is::<Error>())
                 && matches!(ctx.settings.mode, Mode::Boot)
@@ -106,7 +105,7 @@ pub fn run(ctx: &mut Context) -> Result<(), Failure> {
             return Err(f);
         }
     };
-    let cmd = Command::new(helper).args(helper_args(&ka.should_exist, &ka.should_not_exist));
+    let cmd = Command::new(helper).args(args);
     ctx.ops.run(&op, || cmd.run()).map(|_| ()).map_err(|e| {
         Failure::new(op.clone())
             .caused_by(e)

@@ -20,7 +20,7 @@ pub mod state;
 pub mod webhook;
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use crate::config::model::Resource as ConfigResource;
 use crate::config::{Config, JsonPath};
@@ -202,27 +202,12 @@ impl Failure {
 
     /// The innermost cause's message (the root cause first, as the failure report shows it).
     pub fn root_cause(&self) -> String {
-        let mut cur: Option<&(dyn std::error::Error + 'static)> =
-            self.source.as_deref().map(|e| e as _);
-        let mut last = None;
-        while let Some(e) = cur {
-            last = Some(e.to_string());
-            cur = e.source();
-        }
-        last.unwrap_or_else(|| self.operation.clone())
+        crate::logging::root_cause(self)
     }
 
     /// The whole chain: operation, then each cause.
     pub fn chain(&self) -> String {
-        let mut s = self.operation.clone();
-        let mut cur: Option<&(dyn std::error::Error + 'static)> =
-            self.source.as_deref().map(|e| e as _);
-        while let Some(e) = cur {
-            s.push_str(": ");
-            s.push_str(&e.to_string());
-            cur = e.source();
-        }
-        s
+        crate::logging::chain(self)
     }
 }
 
@@ -236,6 +221,23 @@ impl std::error::Error for Failure {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.source.as_deref().map(|e| e as _)
     }
+}
+
+/// Cleans a path lexically, as Go's `filepath.Join(root, p)` does: `.` and empty components
+/// dropped, `..` removing the previous one (never above the root). Config paths become paths
+/// inside the target root this way (files, directories, links, mount points).
+pub(crate) fn clean_abs(p: &str) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in Path::new(p).components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// Maps a config resource to a fetch request. `None` when the resource has no source.

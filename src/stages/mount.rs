@@ -18,7 +18,7 @@ use std::path::{Component, Path, PathBuf};
 
 use super::disks::devices::{Resolver, WaitError};
 use super::disks::Options;
-use super::{Context, Failure, Mode};
+use super::{clean_abs, Context, Failure, Mode};
 use crate::config::model::Filesystem;
 use crate::config::JsonPath;
 use crate::system::blockdev;
@@ -61,22 +61,6 @@ struct Entry<'a> {
     target: PathBuf,
 }
 
-/// Normalises an absolute path lexically, keeping it inside `/` (`..` at the top stays at
-/// the top, as Go's `filepath.Join` does).
-fn normalize(path: &str) -> PathBuf {
-    let mut out = PathBuf::from("/");
-    for c in Path::new(path).components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::ParentDir => {
-                out.pop();
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
 fn depth(p: &Path) -> usize {
     p.components()
         .filter(|c| matches!(c, Component::Normal(_)))
@@ -98,7 +82,7 @@ fn entries<'a>(config: &'a crate::config::Config, root: &Path) -> Vec<Entry<'a>>
         })
         .filter_map(|(index, fs)| {
             let p = fs.path.as_deref().filter(|p| !p.is_empty())?;
-            let inner = normalize(p);
+            let inner = clean_abs(p);
             let target = root.join(inner.strip_prefix("/").unwrap_or(&inner));
             Some(Entry {
                 index,
@@ -225,12 +209,9 @@ pub fn plan(config: &crate::config::Config, root: &Path) -> Result<Vec<PlannedMo
         let desc = format!("mounting {} at {}", e.fs.device, e.target.display());
         let missing = missing_dirs(&e, root)
             .map_err(|err| Failure::new(desc).at(fs_path(e.index)).caused_by(err))?;
-        let mounted_now = fs::canonicalize(&e.target).ok().and_then(|real| {
-            let m = mounts::mountinfo().ok()?;
-            let here = m.iter().rev().find(|m| m.mount_point == real)?;
-            let same = blockdev::device_number(Path::new(&e.fs.device))
-                .is_ok_and(|(ma, mi)| here.major == ma && here.minor == mi);
-            Some(same)
+        let mounted_now = mounts::mounted_at(&e.target).ok().flatten().map(|here| {
+            blockdev::device_number(Path::new(&e.fs.device))
+                .is_ok_and(|(ma, mi)| here.major == ma && here.minor == mi)
         });
         out.push(PlannedMount {
             path: fs_path(e.index),
@@ -288,18 +269,10 @@ fn mount_one(
 }
 
 fn already_mounted(target: &Path, node: &Path) -> bool {
-    let Ok(real) = fs::canonicalize(target) else {
+    let Ok(Some(here)) = mounts::mounted_at(target) else {
         return false;
     };
-    let Ok((major, minor)) = blockdev::device_number(node) else {
-        return false;
-    };
-    mounts::mountinfo().is_ok_and(|m| {
-        m.iter()
-            .rev()
-            .find(|m| m.mount_point == real)
-            .is_some_and(|m| m.major == major && m.minor == minor)
-    })
+    blockdev::device_number(node).is_ok_and(|(ma, mi)| here.major == ma && here.minor == mi)
 }
 
 /// Runs the umount stage: unmounts what the mount stage mounted, deepest first.
@@ -312,15 +285,7 @@ pub fn run_umount(ctx: &mut Context) -> Result<(), Failure> {
     let mut failed = Vec::new();
     let mut first_path = None;
     for e in list.iter().rev() {
-        let is_mount = fs::canonicalize(&e.target)
-            .ok()
-            .and_then(|real| {
-                mounts::mountinfo()
-                    .ok()
-                    .map(|m| m.iter().any(|m| m.mount_point == real))
-            })
-            .unwrap_or(false);
-        if !is_mount {
+        if !mounts::is_mount_point(&e.target).unwrap_or(false) {
             log::info!("{} is not mounted; nothing to unmount", e.target.display());
             continue;
         }
@@ -348,10 +313,10 @@ mod tests {
 
     #[test]
     fn paths_stay_inside_the_root() {
-        assert_eq!(normalize("/var/lib/x"), PathBuf::from("/var/lib/x"));
-        assert_eq!(normalize("/../../etc"), PathBuf::from("/etc"));
-        assert_eq!(normalize("/a/./b/../c/"), PathBuf::from("/a/c"));
-        assert_eq!(normalize("/"), PathBuf::from("/"));
+        assert_eq!(clean_abs("/var/lib/x"), PathBuf::from("/var/lib/x"));
+        assert_eq!(clean_abs("/../../etc"), PathBuf::from("/etc"));
+        assert_eq!(clean_abs("/a/./b/../c/"), PathBuf::from("/a/c"));
+        assert_eq!(clean_abs("/"), PathBuf::from("/"));
         assert_eq!(depth(Path::new("/")), 0);
         assert_eq!(depth(Path::new("/var/lib")), 2);
     }

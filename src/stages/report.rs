@@ -114,15 +114,8 @@ impl Report {
 
     /// The report of any error: its innermost cause first, the chain as details.
     pub fn from_error(title: impl Into<String>, e: &(dyn std::error::Error + 'static)) -> Report {
-        let mut root = e.to_string();
-        let mut chain = root.clone();
-        let mut cur = e.source();
-        while let Some(c) = cur {
-            root = c.to_string();
-            chain.push_str(": ");
-            chain.push_str(&root);
-            cur = c.source();
-        }
+        let root = crate::logging::root_cause(e);
+        let chain = crate::logging::chain(e);
         Report {
             title: title.into(),
             details: (chain != root).then_some(chain),
@@ -228,7 +221,7 @@ pub fn scrub(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = find_url(rest) {
-        let (start, scheme_end) = at;
+        let (start, _) = at;
         out.push_str(&rest[..start]);
         let tail = &rest[start..];
         // A URL ends at whitespace or a quote/bracket that cannot be part of it.
@@ -239,12 +232,8 @@ pub fn scrub(text: &str) -> String {
         // Punctuation that ends a sentence or a clause is not part of it.
         let end = tail[..end].trim_end_matches([':', ',', ';', '.']).len();
         let url = &tail[..end];
-        let shown = if url[..scheme_end].eq_ignore_ascii_case("data") {
-            "data:<redacted>".to_string()
-        } else {
-            redact_url(url)
-        };
-        out.push_str(&shown);
+        // redact_url shows a data: URL (any case) as data:<redacted>.
+        out.push_str(&redact_url(url));
         rest = &tail[end..];
     }
     out.push_str(rest);

@@ -26,7 +26,7 @@
 //! has a route.
 
 use crate::logging::chain;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -77,8 +77,6 @@ pub enum Error {
         #[source]
         source: fetch::Error,
     },
-    #[error("the status webhook {url} answered 404")]
-    NotFound { url: String },
     #[error("the status webhook {url} has no route (the network is not up)")]
     NoRoute { url: String },
 }
@@ -145,7 +143,9 @@ impl Webhook {
     pub fn notify(&self, doc: &serde_json::Value, network: Network) {
         let mut pending = self.take_queue();
         pending.push(doc.clone());
-        let route = network == Network::Online && self.has_route();
+        // The route check (a name lookup) counts against the timeout too.
+        let started = Instant::now();
+        let route = network == Network::Online && self.has_route(self.timeout);
         if !route {
             log::info!(
                 "status webhook {}: no network yet; queued the status of this stage",
@@ -154,7 +154,6 @@ impl Webhook {
             self.keep_queue(&pending);
             return;
         }
-        let started = Instant::now();
         let mut left = Vec::new();
         for (i, d) in pending.iter().enumerate() {
             let remaining = self.timeout.saturating_sub(started.elapsed());
@@ -200,16 +199,18 @@ impl Webhook {
             "Content-Type".to_string(),
             Some("application/json".to_string()),
         )];
-        match fetcher.fetch_bytes(&res, 64 << 10) {
-            Ok(Some(_)) => Ok(()),
-            Ok(None) => Err(Error::NotFound { url: shown }),
-            Err(source) => Err(Error::Send { url: shown, source }),
-        }
+        // The answer's body is not ours to keep (nor to limit): a 2xx means delivered.
+        fetcher
+            .fetch_to(&res, &mut std::io::sink())
+            .map(|_| ())
+            .map_err(|source| Error::Send { url: shown, source })
     }
 
-    /// Whether the kernel has a route to the webhook's host (a UDP "connect" sends nothing). A
-    /// host name is resolved first; a name that does not resolve counts as no route.
-    pub fn has_route(&self) -> bool {
+    /// Whether the kernel has a route to the webhook's host (a UDP "connect" sends nothing),
+    /// decided within `within`. A host name is resolved first, as the fetcher does (static
+    /// hosts, then the system resolver), on a helper thread so that a slow DNS server cannot
+    /// hold the stage longer; a name that does not resolve in time counts as no route.
+    pub fn has_route(&self, within: Duration) -> bool {
         let Ok(u) = config::url::parse(&self.url) else {
             return false;
         };
@@ -217,13 +218,14 @@ impl Webhook {
             "https" => 443,
             _ => 80,
         });
-        let host = u.hostname();
-        let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
-            Ok(ip) => vec![SocketAddr::new(ip, port)],
-            Err(_) => match (host, port).to_socket_addrs() {
-                Ok(a) => a.collect(),
-                Err(_) => return false,
-            },
+        let host = u.hostname().to_string();
+        let hosts = self.fetch_options.hosts.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(fetch::resolve(&hosts, &host, port));
+        });
+        let Ok(Ok(addrs)) = rx.recv_timeout(within) else {
+            return false;
         };
         addrs.iter().any(|a| {
             let any: SocketAddr = match a {

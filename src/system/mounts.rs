@@ -132,6 +132,15 @@ pub fn is_mount_point(path: &Path) -> Result<bool> {
     Ok(mountinfo()?.iter().any(|m| m.mount_point == p))
 }
 
+/// The mount at `path` (after resolving symlinks): the last one mounted there, which hides
+/// any earlier ones. `None` when nothing is mounted there or `path` does not resolve.
+pub fn mounted_at(path: &Path) -> Result<Option<MountInfo>> {
+    let Ok(p) = fs::canonicalize(path) else {
+        return Ok(None);
+    };
+    Ok(mountinfo()?.into_iter().rev().find(|m| m.mount_point == p))
+}
+
 /// Mounts whose device number is `major:minor`.
 pub fn mounts_of_device(major: u32, minor: u32) -> Result<Vec<MountInfo>> {
     Ok(mountinfo()?
@@ -322,5 +331,16 @@ bad line
         assert_eq!(d, "");
         let (f, _) = split_options(&["ro", "rw"]);
         assert!(!f.contains(MsFlags::MS_RDONLY));
+    }
+
+    #[test]
+    fn the_mount_at_a_path() {
+        let proc = mounted_at(Path::new("/proc"))
+            .unwrap()
+            .expect("/proc is a mount");
+        assert_eq!(proc.fs_type, "proc");
+        assert!(mounted_at(Path::new("/no/such/ember/path"))
+            .unwrap()
+            .is_none());
     }
 }

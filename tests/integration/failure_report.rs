@@ -268,6 +268,40 @@ fn report_invalid_config_after_merge() {
 }
 
 #[test]
+fn report_syntax_error_in_a_referenced_config() {
+    // The syntax error has no JSON path: the report points at the reference in the user
+    // config, names the child in the operation and gives the line and column in the child.
+    let server = HttpServer::start(|_, c| {
+        respond(
+            c,
+            200,
+            &[],
+            b"{\"ignition\": {\"version\": \"3.4.0\"},\n \"storage\": }\n",
+        )
+    });
+    let m = Machine::new("childsyntax");
+    m.config(&serde_json::json!({
+        "ignition": {"version": "3.4.0", "config": {"merge": [{"source": server.url("/child.ign")}]}}
+    }));
+    let o = m.ignition("fetch-offline");
+    assert_eq!(o.code, 0, "{}{}", o.stdout, o.stderr);
+    let r = m.fail_at(&[], "fetch", Some(&server));
+    assert!(
+        r.contains("operation: parsing the config http://127.0.0.1:<port>/child.ign referenced at $.ignition.config.merge.0"),
+        "{r}"
+    );
+    assert!(
+        r.contains(
+            "config:    $.ignition.config.merge.0 in the user config from the file platform"
+        ),
+        "{r}"
+    );
+    assert!(!r.contains("in the referenced config"), "{r}");
+    assert!(r.contains("line 2"), "{r}");
+    assert_snapshot("invalid_referenced_config_syntax", &r);
+}
+
+#[test]
 fn report_fetch_timeout() {
     // A server that accepts and never answers; the config gives every fetch one second.
     let server = HttpServer::start(|_, _| std::thread::sleep(std::time::Duration::from_secs(20)));

@@ -601,6 +601,41 @@ fn rendering_stops_at_a_bounded_number_of_referenced_configs() {
 }
 
 #[test]
+fn the_reference_bound_counts_only_this_renders_references() {
+    // fetch-offline fetches the 600 data: merges, records them in the state and stops at the
+    // http one; fetch renders all 601 again. The state's 600 entries from fetch-offline are not
+    // references of this render: the bound of 1000 is not reached.
+    let server = HttpServer::start(|req, conn| {
+        match req.path() {
+        "/last.ign" => respond(
+            conn,
+            200,
+            &[],
+            br#"{"ignition":{"version":"3.4.0"},"storage":{"files":[{"path":"/etc/from-http","mode":420}]}}"#,
+        ),
+        _ => respond(conn, 404, &[], b""),
+    }
+    });
+    // A media-type parameter keeps the sources distinct.
+    let leaf = data_url(r#"{"ignition":{"version":"3.4.0"}}"#);
+    let mut merge: Vec<serde_json::Value> = (0..600)
+        .map(|i| {
+            serde_json::json!({"source": leaf.replacen("data:", &format!("data:text/plain;t={i}"), 1)})
+        })
+        .collect();
+    merge.push(serde_json::json!({"source": server.url("/last.ign")}));
+    let m = Machine::new("refcount");
+    m.config(
+        &serde_json::json!({"ignition": {"version": "3.4.0", "config": {"merge": merge}}})
+            .to_string(),
+    );
+    ok(&m.ignition("fetch-offline"));
+    assert!(m.p("run/ignition/neednet").exists());
+    ok(&m.ignition("fetch"));
+    assert!(m.cache().unwrap().contains("/etc/from-http"));
+}
+
+#[test]
 fn render_merge_and_replace() {
     let remote = kargs_config(&["from-http"], &[]);
     let remote_bytes = remote.clone();

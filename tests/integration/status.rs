@@ -289,3 +289,26 @@ fn a_webhook_that_never_answers_does_not_fail_the_stage() {
         o.all
     );
 }
+
+#[test]
+fn a_webhook_answering_with_a_large_body_is_delivered_once() {
+    // The answer's body does not matter: a 200 with 100 KiB is a delivery, not a failure that
+    // leaves the document queued for every later stage to send again.
+    let big = vec![b'x'; 100 << 10];
+    let server = HttpServer::start(move |_, c| respond(c, 200, &[], &big));
+    let m = Machine::new(
+        "bigbody",
+        &format!("quiet ember.status_url={}\n", server.url("/s")),
+    );
+    m.config(&serde_json::json!({"ignition": {"version": "3.4.0"}}));
+    for stage in ["fetch", "kargs"] {
+        let o = m.ignition(stage, "10");
+        assert_eq!(o.code, 0, "{}", o.all);
+        assert!(!o.all.contains("WARNING  : status webhook"), "{}", o.all);
+        assert!(!m.queue().exists(), "nothing stays queued after {stage}");
+    }
+    assert_eq!(
+        stages(&posted(&server, "/s")),
+        ["fetch \"passed\"", "kargs \"passed\""]
+    );
+}

@@ -21,11 +21,11 @@ use super::owners::{self, Owners, Spec};
 use super::users;
 use super::{entry_path, failure, Error};
 use crate::config::dataurl;
-use crate::config::model::{Directory, File, Link, Resource};
+use crate::config::model::{is_remote_source, Directory, File, Link, Resource};
 use crate::config::{Config, JsonPath};
 use crate::fetch::{self, Fetcher};
 use crate::stages::oplog::Op;
-use crate::stages::{fetch_resource, Failure, OpLog};
+use crate::stages::{clean_abs, fetch_resource, Failure, OpLog};
 use crate::system::rootfs::{self, DirHandle, FileKind, FileStat, Root, Staged};
 
 /// One config entry.
@@ -91,10 +91,8 @@ struct Entry<'c> {
 /// Where a file's contents come from, as a plan shows it (never the contents).
 fn contents_of(r: &Resource) -> String {
     match r.source_str() {
-        None | Some("") => "empty".into(),
-        Some(s) if s.get(..5).is_some_and(|p| p.eq_ignore_ascii_case("data:")) => {
-            "inline data".into()
-        }
+        None => "empty".into(),
+        Some(_) if !r.is_remote() => "inline data".into(),
         Some(s) => crate::providers::cmdline::redact_url(s),
     }
 }
@@ -202,7 +200,7 @@ impl Plan<'_> {
                 let Some(res) = fetch_resource(r) else {
                     continue;
                 };
-                if res.source.is_empty() || res.source.starts_with("data:") {
+                if !r.is_remote() {
                     continue;
                 }
                 items.push((key(r), res, at, e.describe()));
@@ -256,22 +254,6 @@ impl Plan<'_> {
             );
         }
     }
-}
-
-/// Cleans a path lexically, as Go's `filepath.Join(root, p)` does: `.` and empty components
-/// dropped, `..` removing the previous one (never above the root).
-fn clean_abs(p: &str) -> PathBuf {
-    let mut out = PathBuf::from("/");
-    for c in Path::new(p).components() {
-        match c {
-            Component::Normal(n) => out.push(n),
-            Component::ParentDir => {
-                out.pop();
-            }
-            _ => {}
-        }
-    }
-    out
 }
 
 /// Go's `filepath.Clean`, for comparing symlink targets.
@@ -1051,7 +1033,7 @@ fn fetch_into(
     if let Some(n) = plain_data_url(res, file)? {
         return Ok(n);
     }
-    let r = if res.source.is_empty() || res.source.starts_with("data:") {
+    let r = if !is_remote_source(&res.source) {
         fetcher.fetch_to(res, file)
     } else {
         fetcher.fetch_to_file(res, file)

@@ -136,22 +136,13 @@ pub(crate) fn failure(operation: impl fmt::Display, path: Option<JsonPath>, err:
 
 fn hint_for(err: &Error) -> Option<String> {
     if let Some(fe) = err.fetch_error() {
-        return Some(
-            match fe {
-                fetch::Error::HashMismatch { .. } => {
-                    "the fetched data does not match verification.hash: fix the hash or the source (the hash is of the uncompressed data)"
-                }
-                fetch::Error::NotFound { .. } => "check the source URL",
-                fetch::Error::NeedsNetwork { .. } => {
-                    "this resource needs the network; it cannot be fetched offline"
-                }
-                fetch::Error::Decompress { .. } => {
-                    "the data is not valid gzip: remove \"compression\" or fix the source"
-                }
-                _ => "check the source and the network",
+        let h = match fe {
+            fetch::Error::NeedsNetwork { .. } => {
+                "this resource needs the network; it cannot be fetched offline"
             }
-            .to_string(),
-        );
+            fe => fe.hint().unwrap_or("check the source and the network"),
+        };
+        return Some(h.to_string());
     }
     let h = match err {
         Error::Collision { .. } => "give each entry a path that names a different place in the target",
@@ -228,6 +219,16 @@ pub struct PlanLine {
     /// Whether something already in the target is lost (an overwritten file, a replaced
     /// directory, a deleted user).
     pub destructive: bool,
+}
+
+/// As the log shows it: the action, then the config entry in parentheses.
+impl fmt::Display for PlanLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.path {
+            Some(p) => write!(f, "{} ({p})", self.action),
+            None => f.write_str(&self.action),
+        }
+    }
 }
 
 impl PlanLine {

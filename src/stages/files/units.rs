@@ -71,10 +71,7 @@ pub struct Plan {
 impl Plan {
     pub fn log(&self) {
         for l in &self.lines {
-            match &l.path {
-                Some(p) => log::info!("plan: {} ({p})", l.action),
-                None => log::info!("plan: {}", l.action),
-            }
+            log::info!("plan: {l}");
         }
     }
 
