@@ -42,7 +42,8 @@ Usage: ember run --platform P [options]
 
 Runs every provisioning stage in boot order in one process: fetch-offline, fetch (only when
 fetch-offline found that the network is needed), kargs, disks, mount, files and umount.
-umount also runs when a stage after mount fails.
+umount also runs when the mount stage or a stage after it fails (it unmounts whatever
+mount had mounted before failing).
 
 Options: as `ember stage` (--platform, --root, --config-cache, --state-file, --neednet,
 --fetch-timeout, --syslog).
@@ -242,13 +243,14 @@ pub fn run_main(args: Vec<OsString>) -> i32 {
             ..base.clone()
         };
         log::info!("Stage: {stage}");
+        // A failing mount stage leaves what it mounted before the failure mounted: umount
+        // runs once mount was tried (it skips what is not mounted).
+        if stage == Stage::Mount {
+            mounted = true;
+        }
         match engine::run(&opts) {
             Ok(Outcome::NeedNet) => neednet = true,
-            Ok(Outcome::Passed) => {
-                if stage == Stage::Mount {
-                    mounted = true;
-                }
-            }
+            Ok(Outcome::Passed) => {}
             Err(e) => {
                 let code = finish(Err(e));
                 if mounted && stage != Stage::Umount {
