@@ -38,7 +38,7 @@ use super::ignition::{authorized_keys_fragment_from_env, config_name, read_confi
 use crate::config::{self, JsonPath};
 use crate::fetch;
 use crate::logging;
-use crate::providers::{self, cmdline, system::SystemDirs};
+use crate::providers::{self, cmdline};
 use crate::stages::disks::partitions::{PartitionAction, Sectors};
 use crate::stages::disks::{
     self, DiskPlan, FilesystemPlan, FsAction, KeySource, LuksAction, LuksPlan,
@@ -267,13 +267,12 @@ pub fn main(args: Vec<OsString>) -> i32 {
         a.platform.as_deref().unwrap_or("(none)"),
         a.root.display()
     );
-    let mut settings = Settings::new(platform.clone(), Mode::Boot);
+    let mut settings = Settings::new(platform, Mode::Boot);
     settings.write_authorized_keys_fragment = fragment;
-    if let Some(h) = std::env::var_os("EMBER_KARGS_HELPER").filter(|v| !v.is_empty()) {
-        settings.kargs_helper = PathBuf::from(h);
-    }
+    let mut opts = engine::Options::new(Stage::Kargs, settings);
+    opts.root = a.root.clone();
     let mut out = Out::default();
-    match plan(&a, &raw, &name, &settings, &mut out) {
+    match plan(&opts, &raw, &name, &mut out) {
         Ok(()) => {
             print!(
                 "{}",
@@ -301,9 +300,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
 
 type Fail = (Stage, Failure);
 
-fn plan(a: &Args, raw: &[u8], name: &str, settings: &Settings, out: &mut Out) -> Result<(), Fail> {
-    let fetch_fail = |f: Failure| (Stage::Fetch, f);
-
+fn plan(opts: &engine::Options, raw: &[u8], name: &str, out: &mut Out) -> Result<(), Fail> {
     // ---- config: findings, references, base configs.
     let parsed = config::parse(raw);
     let mut lines = Vec::new();
@@ -349,22 +346,8 @@ fn plan(a: &Args, raw: &[u8], name: &str, settings: &Settings, out: &mut Out) ->
         }
     }
 
-    let provider = a
-        .platform
-        .as_deref()
-        .and_then(|p| providers::get(p, &providers::Endpoints::default()).ok());
-    let mut base_opts = fetch::Options::default();
-    if let Some(p) = &provider {
-        p.configure_fetcher(&mut base_opts);
-    }
-    let prepared = engine::prepare(raw, &base_opts, name);
-    let (user, fetcher, mut origin) = match prepared {
-        Ok(x) => x,
-        Err(f) => {
-            out.section("config", lines);
-            return Err(fetch_fail(f));
-        }
-    };
+    let mut origin = engine::Origin::default();
+    let planned = engine::plan_config(opts, parsed, name, &mut origin);
     for r in &origin.references {
         let kind = if r.at.to_string().ends_with("replace") {
             "replace with"
@@ -377,17 +360,14 @@ fn plan(a: &Args, raw: &[u8], name: &str, settings: &Settings, out: &mut Out) ->
             Some(&r.at),
         ));
     }
-    let dirs = SystemDirs::from_env();
-    let (base, base_files) = engine::load_base(&dirs, &platform_of(a));
-    for f in &base_files {
+    for f in &origin.base {
         lines.push(Line::new(1, format!("base config {}", f.display()), None));
     }
-    origin.base = base_files;
-    let full = match engine::full_config(base, user) {
-        Ok(c) => c,
-        Err(f) => {
+    let (full, fetcher) = match planned {
+        Ok(x) => x,
+        Err(fail) => {
             out.section("config", lines);
-            return Err(fetch_fail(f.or_in_config(|| origin.describe())));
+            return Err(fail);
         }
     };
     match engine::needs_network(&full) {
@@ -419,12 +399,12 @@ fn plan(a: &Args, raw: &[u8], name: &str, settings: &Settings, out: &mut Out) ->
     let ops = OpLog::new();
     let mut ctx = Context {
         stage: Stage::Kargs,
-        root: &a.root,
+        root: &opts.root,
         config: &full,
         state: &mut state,
         fetcher: &fetcher,
         ops: &ops,
-        settings,
+        settings: &opts.settings,
     };
 
     // ---- kargs
@@ -437,7 +417,7 @@ fn plan(a: &Args, raw: &[u8], name: &str, settings: &Settings, out: &mut Out) ->
 
     // ---- mount
     ctx.stage = Stage::Mount;
-    let mounts = mount::plan(&full, &a.root).map_err(attribute(Stage::Mount))?;
+    let mounts = mount::plan(&full, &opts.root).map_err(attribute(Stage::Mount))?;
     out.section("mount", mount_lines(&mounts, &dp));
 
     // ---- files
@@ -519,10 +499,6 @@ fn remote_lines(cfg: &config::Config, fetcher: &fetch::Fetcher) -> Result<Vec<Li
         }
     }
     Ok(lines)
-}
-
-fn platform_of(a: &Args) -> String {
-    a.platform.clone().unwrap_or_default()
 }
 
 // ------------------------------------------------------------------------------------------

@@ -1418,8 +1418,8 @@ fn logs_go_to_syslog_without_log_to_stdout() {
     }
 }
 
-/// A CA and an HTTPS server on 127.0.0.1 with a certificate it signed.
-fn https_server(
+/// A CA and an HTTPS server on 127.0.0.1 with a certificate it signed (also used by `plan`).
+pub(crate) fn https_server(
     handler: impl Fn(&crate::harness::HttpRequest, &mut dyn crate::harness::Conn)
         + Send
         + Sync
