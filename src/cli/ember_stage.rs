@@ -7,9 +7,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use super::exit;
-use super::ignition::{
-    authorized_keys_fragment_from_env, config_name, finish, parse_go_duration, read_config_arg,
-};
+use super::ignition::{authorized_keys_fragment_from_env, config_name, finish, parse_go_duration};
 use crate::logging;
 use crate::providers;
 use crate::stages::engine::{self, Outcome};
@@ -317,7 +315,7 @@ pub fn apply_main(args: Vec<OsString>) -> i32 {
         eprintln!("ember apply: {m}");
         return exit::USAGE;
     }
-    let raw = match read_config_arg(config) {
+    let raw = match super::read_input(config) {
         Ok(r) => r,
         Err(m) => {
             eprintln!("ember apply: {m}");

@@ -17,7 +17,6 @@
 //! the JSON path and a hint. Unlike Ignition, the config itself is never printed (it holds
 //! password hashes and file contents).
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -293,20 +292,6 @@ pub fn config_name(arg: &str) -> String {
     }
 }
 
-/// Reads a config from a file or `-` (standard input).
-pub fn read_config_arg(name: &str) -> Result<Vec<u8>, String> {
-    if name == "-" {
-        let mut v = Vec::new();
-        std::io::stdin()
-            .lock()
-            .read_to_end(&mut v)
-            .map(|_| v)
-            .map_err(|e| format!("reading standard input: {e}"))
-    } else {
-        std::fs::read(name).map_err(|e| format!("reading {name}: {e}"))
-    }
-}
-
 pub fn apply_main(argv0: &str, args: Vec<std::ffi::OsString>) -> i32 {
     let mut root = PathBuf::from("/");
     let mut ignore = false;
@@ -359,7 +344,7 @@ pub fn apply_main(argv0: &str, args: Vec<std::ffi::OsString>) -> i32 {
         eprintln!("{argv0}: {m}");
         return 1;
     }
-    let raw = match read_config_arg(config) {
+    let raw = match super::read_input(config) {
         Ok(r) => r,
         Err(m) => {
             eprintln!("{argv0}: {m}");

@@ -7,7 +7,7 @@
 //! (password hashes, inline contents, header values) replaced with `<redacted>`.
 
 use std::ffi::OsString;
-use std::io::{Read, Write};
+use std::io::Write;
 
 use serde_json::{json, Value as J};
 use sha2::Digest;
@@ -169,31 +169,13 @@ pub fn lint_and_render(name: &str, src: &[u8]) -> [String; 3] {
     [Format::Human, Format::Json, Format::Sarif].map(|f| render_results(&results, f))
 }
 
-fn read_input(name: &str) -> Result<Vec<u8>, String> {
-    let mut v = Vec::new();
-    if name == "-" {
-        std::io::stdin()
-            .lock()
-            .read_to_end(&mut v)
-            .map_err(|e| format!("reading standard input: {e}"))?;
-        return Ok(v);
-    }
-    let mut f = std::fs::File::open(name).map_err(|e| format!("cannot open {name}: {e}"))?;
-    if let Ok(m) = f.metadata() {
-        v.reserve_exact(m.len() as usize);
-    }
-    f.read_to_end(&mut v)
-        .map_err(|e| format!("cannot read {name}: {e}"))?;
-    Ok(v)
-}
-
 fn check_input(name: &str) -> FileResult {
     let display = if name == "-" {
         "<stdin>".to_string()
     } else {
         name.to_string()
     };
-    let src = match read_input(name) {
+    let src = match super::read_input(name) {
         Ok(s) => s,
         Err(e) => {
             return FileResult {

@@ -34,7 +34,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use super::exit;
-use super::ignition::{authorized_keys_fragment_from_env, config_name, read_config_arg};
+use super::ignition::{authorized_keys_fragment_from_env, config_name};
 use crate::config::{self, JsonPath};
 use crate::fetch;
 use crate::logging;
@@ -246,7 +246,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
             return exit::USAGE;
         }
     };
-    let raw = match read_config_arg(&a.config) {
+    let raw = match super::read_input(&a.config) {
         Ok(r) => r,
         Err(m) => {
             eprintln!("ember plan: {m}");

@@ -602,6 +602,31 @@ fn remote_files_use_the_ca_of_a_base_config() {
 }
 
 #[test]
+fn plan_and_apply_refuse_inputs_larger_than_a_config_can_be() {
+    let dir = TempDir::new("plan-big");
+    // Sparse: one byte over the 256 MiB limit costs no disk.
+    let big = dir.path().join("big.ign");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len((256 << 20) + 1)
+        .unwrap();
+    let big = big.to_str().unwrap();
+    let root = dir.path().to_str().unwrap();
+    for (args, prefix) in [
+        (vec!["plan", "--root", root, big], "ember plan: "),
+        (vec!["apply", "--root", root, big], "ember apply: "),
+    ] {
+        let o = Command::new(ember_bin()).args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(
+            stderr,
+            format!("{prefix}{big} is larger than 256 MiB, the largest config Ember reads\n")
+        );
+    }
+}
+
+#[test]
 fn usage_errors_exit_2() {
     let run = |args: &[&str]| {
         Command::new(ember_bin())
