@@ -69,6 +69,15 @@ pub fn main() -> i32 {
     }
 }
 
+/// `Err(the platforms, comma-separated)` when `p` is not a platform Ember knows.
+pub fn check_platform(p: &str) -> Result<(), String> {
+    if crate::providers::PLATFORMS.contains(&p) {
+        Ok(())
+    } else {
+        Err(crate::providers::PLATFORMS.join(", "))
+    }
+}
+
 /// Reads a config named on the command line: a file, or `-` for standard input. At most
 /// [`engine::MAX_CONFIG_SIZE`] bytes are read (`/dev/zero` would otherwise fill the memory).
 pub fn read_input(name: &str) -> Result<Vec<u8>, String> {

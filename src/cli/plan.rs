@@ -38,7 +38,7 @@ use super::ignition::{authorized_keys_fragment_from_env, config_name};
 use crate::config::{self, JsonPath};
 use crate::fetch;
 use crate::logging;
-use crate::providers::{self, cmdline};
+use crate::providers::cmdline;
 use crate::stages::disks::partitions::{PartitionAction, Sectors};
 use crate::stages::disks::{
     self, DiskPlan, FilesystemPlan, FsAction, KeySource, LuksAction, LuksPlan,
@@ -210,10 +210,9 @@ fn parse_args(args: Vec<OsString>) -> Result<Args, i32> {
         }
     }
     if let Some(p) = &platform {
-        if !providers::PLATFORMS.contains(&p.as_str()) {
+        if let Err(list) = super::check_platform(p) {
             return Err(usage_err(format!(
-                "unknown platform {p:?}; platforms: {}",
-                providers::PLATFORMS.join(", ")
+                "unknown platform {p:?}; platforms: {list}"
             )));
         }
     }

@@ -1366,11 +1366,6 @@ impl ApplyOptions {
     pub fn new(root: PathBuf, ignore_unsupported: bool, offline: bool) -> Self {
         let mut settings = Settings::new("file", Mode::Apply { ignore_unsupported });
         settings.result_file = None;
-        if let Ok(v) = std::env::var("IGNITION_WRITE_AUTHORIZED_KEYS_FRAGMENT") {
-            if let Some(b) = parse_env_bool(&v) {
-                settings.write_authorized_keys_fragment = b;
-            }
-        }
         ApplyOptions {
             root,
             ignore_unsupported,
