@@ -35,7 +35,7 @@ use std::path::PathBuf;
 
 use super::exit;
 use super::ignition::{authorized_keys_fragment_from_env, config_name};
-use crate::config::{self, JsonPath};
+use crate::config::{self, report::PathElem, JsonPath};
 use crate::fetch;
 use crate::logging;
 use crate::providers::cmdline;
@@ -72,6 +72,7 @@ says which and why), 2 bad usage or an unreadable config.
 ";
 
 /// One line of the plan.
+#[derive(Clone)]
 struct Line {
     indent: usize,
     text: String,
@@ -138,7 +139,7 @@ impl Out {
                     "  {}",
                     Line {
                         indent: 0,
-                        ..clone_line(l)
+                        ..l.clone()
                     }
                     .render()
                 );
@@ -158,15 +159,6 @@ impl Out {
         s.push_str(footer);
         s.push('\n');
         s
-    }
-}
-
-fn clone_line(l: &Line) -> Line {
-    Line {
-        indent: l.indent,
-        text: l.text.clone(),
-        path: l.path.clone(),
-        destructive: l.destructive,
     }
 }
 
@@ -254,10 +246,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
     };
     // The plan is the output (findings included) and a failure has its report: the log, on
     // standard error, is off unless EMBER_LOG asks for it.
-    logging::init(logging::Target::Stderr);
-    if std::env::var_os(logging::LEVEL_ENV).is_none() {
-        log::set_max_level(log::LevelFilter::Off);
-    }
+    logging::init_with_default(logging::Target::Stderr, log::LevelFilter::Off);
 
     let name = config_name(&a.config);
     let platform = a.platform.clone().unwrap_or_default();
@@ -348,7 +337,7 @@ fn plan(opts: &engine::Options, raw: &[u8], name: &str, out: &mut Out) -> Result
     let mut origin = engine::Origin::default();
     let planned = engine::plan_config(opts, parsed, name, &mut origin);
     for r in &origin.references {
-        let kind = if r.at.to_string().ends_with("replace") {
+        let kind = if r.at.0.last() == Some(&PathElem::Key("replace".into())) {
             "replace with"
         } else {
             "merge"
@@ -383,16 +372,8 @@ fn plan(opts: &engine::Options, raw: &[u8], name: &str, out: &mut Out) -> Result
     }
     out.section("config", lines);
     let described = origin.describe();
-    let attribute = |stage: Stage| {
-        let d = described.clone();
-        move |f: Failure| {
-            let f = match f.path {
-                Some(_) => f.or_in_config(|| d),
-                None => f,
-            };
-            (stage, f)
-        }
-    };
+    let described = described.as_str();
+    let attribute = |stage: Stage| move |f: Failure| (stage, f.in_merged_config(described));
 
     let mut state = State::default();
     let ops = OpLog::new();
