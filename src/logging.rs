@@ -128,10 +128,15 @@ pub fn format_syslog(level: log::Level, prefix: &str, msg: &str) -> Vec<u8> {
 
 /// The level from `EMBER_LOG`, or info when it is unset or not a level name.
 pub fn level_from_env() -> log::LevelFilter {
+    level_from_env_or(log::LevelFilter::Info)
+}
+
+/// The level from `EMBER_LOG`, or `default` when it is unset or not a level name.
+pub fn level_from_env_or(default: log::LevelFilter) -> log::LevelFilter {
     std::env::var(LEVEL_ENV)
         .ok()
         .and_then(|v| v.trim().parse::<log::LevelFilter>().ok())
-        .unwrap_or(log::LevelFilter::Info)
+        .unwrap_or(default)
 }
 
 fn open_sink(target: Target) -> Sink {
@@ -155,8 +160,13 @@ fn connect_syslog(path: &Path) -> Option<UnixDatagram> {
 }
 
 /// Installs the logger (once per process; later calls switch the destination) and sets the
-/// level from `EMBER_LOG`.
+/// level from `EMBER_LOG` (default: info).
 pub fn init(target: Target) {
+    init_with_default(target, log::LevelFilter::Info);
+}
+
+/// [`init`] with another level when `EMBER_LOG` does not set one.
+pub fn init_with_default(target: Target, default: log::LevelFilter) {
     let logger = LOGGER.get_or_init(|| Logger {
         state: Mutex::new(State {
             sink: Sink::Stdout,
@@ -168,7 +178,7 @@ pub fn init(target: Target) {
     }
     // Fails only when another logger is installed already (in which case that one is used).
     let _ = log::set_logger(logger);
-    log::set_max_level(level_from_env());
+    log::set_max_level(level_from_env_or(default));
 }
 
 /// Sets the prefix put before every message (Ignition prefixes a stage's lines with

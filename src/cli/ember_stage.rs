@@ -4,16 +4,15 @@
 //! standard output (Ignition's layout) unless `--syslog` is given.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
 
 use super::exit;
 use super::ignition::{
-    authorized_keys_fragment_from_env, config_name, finish, parse_go_duration, read_config_arg,
+    apply_command, authorized_keys_fragment_from_env, finish, parse_go_duration, stage_options,
+    ApplyCommand, StagePaths,
 };
 use crate::logging;
-use crate::providers;
 use crate::stages::engine::{self, Outcome};
-use crate::stages::{Mode, Settings, Stage};
+use crate::stages::Stage;
 
 const STAGE_HELP: &str = "\
 Usage: ember stage NAME --platform P [options]
@@ -42,7 +41,8 @@ Usage: ember run --platform P [options]
 
 Runs every provisioning stage in boot order in one process: fetch-offline, fetch (only when
 fetch-offline found that the network is needed), kargs, disks, mount, files and umount.
-umount also runs when a stage after mount fails.
+umount also runs when the mount stage or a stage after it fails (it unmounts whatever
+mount had mounted before failing).
 
 Options: as `ember stage` (--platform, --root, --config-cache, --state-file, --neednet,
 --fetch-timeout, --syslog).
@@ -69,11 +69,7 @@ Exit codes: 0 applied, 1 failed, 2 bad usage or unreadable config.
 
 struct Common {
     platform: Option<String>,
-    root: Option<PathBuf>,
-    config_cache: Option<PathBuf>,
-    state_file: Option<PathBuf>,
-    neednet: Option<PathBuf>,
-    fetch_timeout: Option<std::time::Duration>,
+    paths: StagePaths,
     syslog: bool,
     positional: Vec<String>,
 }
@@ -82,11 +78,7 @@ struct Common {
 fn parse_common(cmd: &str, help: &str, args: Vec<OsString>) -> Result<Common, i32> {
     let mut c = Common {
         platform: None,
-        root: None,
-        config_cache: None,
-        state_file: None,
-        neednet: None,
-        fetch_timeout: None,
+        paths: StagePaths::default(),
         syslog: false,
         positional: Vec::new(),
     };
@@ -109,14 +101,14 @@ fn parse_common(cmd: &str, help: &str, args: Vec<OsString>) -> Result<Common, i3
         };
         match arg {
             Long("platform") => c.platform = Some(value(&mut parser)?),
-            Long("root") => c.root = Some(value(&mut parser)?.into()),
-            Long("config-cache") => c.config_cache = Some(value(&mut parser)?.into()),
-            Long("state-file") => c.state_file = Some(value(&mut parser)?.into()),
-            Long("neednet") => c.neednet = Some(value(&mut parser)?.into()),
+            Long("root") => c.paths.root = Some(value(&mut parser)?.into()),
+            Long("config-cache") => c.paths.config_cache = Some(value(&mut parser)?.into()),
+            Long("state-file") => c.paths.state_file = Some(value(&mut parser)?.into()),
+            Long("neednet") => c.paths.neednet = Some(value(&mut parser)?.into()),
             Long("fetch-timeout") => {
                 let v = value(&mut parser)?;
                 match parse_go_duration(&v) {
-                    Some(d) => c.fetch_timeout = Some(d),
+                    Some(d) => c.paths.fetch_timeout = Some(d),
                     None => {
                         return Err(usage_err(format!(
                             "--fetch-timeout {v:?} is not a duration such as 2m0s, 30s or 500ms"
@@ -135,13 +127,13 @@ fn parse_common(cmd: &str, help: &str, args: Vec<OsString>) -> Result<Common, i3
     }
     match &c.platform {
         None => return Err(usage_err("--platform is required".into())),
-        Some(p) if !providers::PLATFORMS.contains(&p.as_str()) => {
-            return Err(usage_err(format!(
-                "unknown platform {p:?}; platforms: {}",
-                providers::PLATFORMS.join(", ")
-            )))
+        Some(p) => {
+            if let Err(list) = super::check_platform(p) {
+                return Err(usage_err(format!(
+                    "unknown platform {p:?}; platforms: {list}"
+                )));
+            }
         }
-        Some(_) => {}
     }
     Ok(c)
 }
@@ -151,25 +143,8 @@ fn options(cmd: &str, c: &Common, stage: Stage) -> Result<engine::Options, i32> 
         eprintln!("ember {cmd}: {m}");
         exit::USAGE
     })?;
-    let mut settings = Settings::new(c.platform.clone().unwrap_or_default(), Mode::Boot);
-    settings.write_authorized_keys_fragment = fragment;
-    let mut o = engine::Options::new(stage, settings);
-    if let Some(v) = &c.root {
-        o.root = v.clone();
-    }
-    if let Some(v) = &c.config_cache {
-        o.config_cache = v.clone();
-    }
-    if let Some(v) = &c.state_file {
-        o.state_file = v.clone();
-    }
-    if let Some(v) = &c.neednet {
-        o.neednet = v.clone();
-    }
-    if let Some(v) = c.fetch_timeout {
-        o.fetch_timeout = v;
-    }
-    Ok(o)
+    let platform = c.platform.as_deref().unwrap_or_default();
+    Ok(stage_options(stage, platform, fragment, &c.paths))
 }
 
 fn init_log(c: &Common) {
@@ -242,13 +217,14 @@ pub fn run_main(args: Vec<OsString>) -> i32 {
             ..base.clone()
         };
         log::info!("Stage: {stage}");
+        // A failing mount stage leaves what it mounted before the failure mounted: umount
+        // runs once mount was tried (it skips what is not mounted).
+        if stage == Stage::Mount {
+            mounted = true;
+        }
         match engine::run(&opts) {
             Ok(Outcome::NeedNet) => neednet = true,
-            Ok(Outcome::Passed) => {
-                if stage == Stage::Mount {
-                    mounted = true;
-                }
-            }
+            Ok(Outcome::Passed) => {}
             Err(e) => {
                 let code = finish(Err(e));
                 if mounted && stage != Stage::Umount {
@@ -270,70 +246,14 @@ pub fn run_main(args: Vec<OsString>) -> i32 {
 
 /// `ember apply --root DIR ...`
 pub fn apply_main(args: Vec<OsString>) -> i32 {
-    let mut root: Option<PathBuf> = None;
-    let mut ignore = false;
-    let mut offline = false;
-    let mut configs: Vec<String> = Vec::new();
-    let mut parser = lexopt::Parser::from_args(args);
-    let usage_err = |m: String| {
-        eprintln!("ember apply: {m}\n\n{APPLY_HELP}");
-        exit::USAGE
+    let cmd = ApplyCommand {
+        prefix: "ember apply",
+        help: APPLY_HELP,
+        usage: |m| format!("ember apply: {m}\n\n{APPLY_HELP}"),
+        one_config: "give exactly one config (a file, or - for standard input)",
+        default_root: None,
+        bad_input: exit::USAGE,
+        container_only: false,
     };
-    loop {
-        use lexopt::Arg::*;
-        let arg = match parser.next() {
-            Ok(Some(a)) => a,
-            Ok(None) => break,
-            Err(e) => return usage_err(e.to_string()),
-        };
-        match arg {
-            Long("root") => match parser.value() {
-                Ok(v) => root = Some(PathBuf::from(v)),
-                Err(e) => return usage_err(e.to_string()),
-            },
-            Long("ignore-unsupported") => ignore = true,
-            Long("offline") => offline = true,
-            Long("help") | Short('h') => {
-                print!("{APPLY_HELP}");
-                return exit::OK;
-            }
-            Value(v) => configs.push(v.to_string_lossy().into_owned()),
-            other => return usage_err(other.unexpected().to_string()),
-        }
-    }
-    let Some(root) = root else {
-        return usage_err("--root is required".into());
-    };
-    let [config] = configs.as_slice() else {
-        return usage_err("give exactly one config (a file, or - for standard input)".into());
-    };
-    if !root.is_dir() {
-        eprintln!("ember apply: --root {} is not a directory", root.display());
-        return exit::USAGE;
-    }
-    if let Err(m) = authorized_keys_fragment_from_env() {
-        eprintln!("ember apply: {m}");
-        return exit::USAGE;
-    }
-    let raw = match read_config_arg(config) {
-        Ok(r) => r,
-        Err(m) => {
-            eprintln!("ember apply: {m}");
-            return exit::USAGE;
-        }
-    };
-    logging::init(logging::Target::Stdout);
-    let mut opts = engine::ApplyOptions::new(root, ignore, offline);
-    opts.config_name = config_name(config);
-    match engine::apply(&opts, &raw) {
-        Ok(()) => {
-            log::info!("applied the config");
-            exit::OK
-        }
-        Err(e) => {
-            log::error!("failed to apply: {}", e.chain());
-            eprint!("{}", e.report());
-            exit::FAILURE
-        }
-    }
+    apply_command(&cmd, args)
 }

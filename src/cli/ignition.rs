@@ -17,7 +17,6 @@
 //! the JSON path and a hint. Unlike Ignition, the config itself is never printed (it holds
 //! password hashes and file contents).
 
-use std::io::Read;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -165,6 +164,45 @@ pub fn finish(result: Result<Outcome, engine::Error>) -> i32 {
     }
 }
 
+/// Where a stage works, as a command line gives it (`None`: [`engine::Options::new`]'s default).
+#[derive(Debug, Default)]
+pub struct StagePaths {
+    pub root: Option<PathBuf>,
+    pub config_cache: Option<PathBuf>,
+    pub state_file: Option<PathBuf>,
+    pub neednet: Option<PathBuf>,
+    pub fetch_timeout: Option<Duration>,
+}
+
+/// A boot stage's options: `platform`, the authorized_keys fragment switch (already read from
+/// the environment) and `paths` over [`engine::Options::new`]'s defaults.
+pub fn stage_options(
+    stage: Stage,
+    platform: &str,
+    fragment: bool,
+    paths: &StagePaths,
+) -> engine::Options {
+    let mut settings = Settings::new(platform, Mode::Boot);
+    settings.write_authorized_keys_fragment = fragment;
+    let mut o = engine::Options::new(stage, settings);
+    if let Some(v) = &paths.root {
+        o.root = v.clone();
+    }
+    if let Some(v) = &paths.config_cache {
+        o.config_cache = v.clone();
+    }
+    if let Some(v) = &paths.state_file {
+        o.state_file = v.clone();
+    }
+    if let Some(v) = &paths.neednet {
+        o.neednet = v.clone();
+    }
+    if let Some(v) = paths.fetch_timeout {
+        o.fetch_timeout = v;
+    }
+    o
+}
+
 pub fn main(argv0: &str, args: &[String]) -> i32 {
     let parsed = match goflag::parse(args, FLAGS) {
         Ok(p) => p,
@@ -185,14 +223,11 @@ pub fn main(argv0: &str, args: &[String]) -> i32 {
     };
     let platform = parsed.get("platform");
     if let Some(p) = platform {
-        if !providers::PLATFORMS.contains(&p) {
+        if let Err(list) = super::check_platform(p) {
             return bad_value(
                 "platform",
                 p,
-                format!(
-                    "invalid platform; valid platforms: {}",
-                    providers::PLATFORMS.join(", ")
-                ),
+                format!("invalid platform; valid platforms: {list}"),
             );
         }
     }
@@ -211,10 +246,10 @@ pub fn main(argv0: &str, args: &[String]) -> i32 {
     };
     let fetch_timeout = match parsed.get("fetch-timeout") {
         Some(v) => match parse_go_duration(v) {
-            Some(d) => d,
+            Some(d) => Some(d),
             None => return bad_value("fetch-timeout", v, "parse error".into()),
         },
-        None => engine::DEFAULT_FETCH_TIMEOUT,
+        None => None,
     };
     if parsed.flag("version") {
         println!("Ignition v{IGNITION_COMPAT_VERSION}");
@@ -241,22 +276,15 @@ pub fn main(argv0: &str, args: &[String]) -> i32 {
     } else {
         logging::Target::Syslog
     });
-    let mut settings = Settings::new(platform, Mode::Boot);
-    settings.write_authorized_keys_fragment = fragment;
-    let mut opts = engine::Options::new(stage, settings);
-    opts.fetch_timeout = fetch_timeout;
-    if let Some(v) = parsed.get("root") {
-        opts.root = PathBuf::from(v);
-    }
-    if let Some(v) = parsed.get("config-cache") {
-        opts.config_cache = PathBuf::from(v);
-    }
-    if let Some(v) = parsed.get("neednet") {
-        opts.neednet = PathBuf::from(v);
-    }
-    if let Some(v) = parsed.get("state-file") {
-        opts.state_file = PathBuf::from(v);
-    }
+    let path = |flag: &str| parsed.get(flag).map(PathBuf::from);
+    let paths = StagePaths {
+        root: path("root"),
+        config_cache: path("config-cache"),
+        state_file: path("state-file"),
+        neednet: path("neednet"),
+        fetch_timeout,
+    };
+    let opts = stage_options(stage, platform, fragment, &paths);
     log::info!("Ignition v{IGNITION_COMPAT_VERSION} (ember {VERSION})");
     log::info!("Stage: {stage}");
     finish(engine::run(&opts))
@@ -293,84 +321,107 @@ pub fn config_name(arg: &str) -> String {
     }
 }
 
-/// Reads a config from a file or `-` (standard input).
-pub fn read_config_arg(name: &str) -> Result<Vec<u8>, String> {
-    if name == "-" {
-        let mut v = Vec::new();
-        std::io::stdin()
-            .lock()
-            .read_to_end(&mut v)
-            .map(|_| v)
-            .map_err(|e| format!("reading standard input: {e}"))
-    } else {
-        std::fs::read(name).map_err(|e| format!("reading {name}: {e}"))
-    }
+pub fn apply_main(argv0: &str, args: Vec<std::ffi::OsString>) -> i32 {
+    let cmd = ApplyCommand {
+        prefix: argv0,
+        help: APPLY_USAGE,
+        usage: |m| format!("Error: {m}\n{APPLY_USAGE}"),
+        one_config: "expected exactly one config argument",
+        default_root: Some("/"),
+        bad_input: 1,
+        container_only: true,
+    };
+    apply_command(&cmd, args)
 }
 
-pub fn apply_main(argv0: &str, args: Vec<std::ffi::OsString>) -> i32 {
-    let mut root = PathBuf::from("/");
+/// How `ember apply` and `ignition-apply` differ; [`apply_command`] is the rest.
+pub struct ApplyCommand<'a> {
+    /// Starts messages: `ember apply`, or the name `ignition-apply` was invoked as.
+    pub prefix: &'a str,
+    /// Printed for `--help`.
+    pub help: &'a str,
+    /// A usage error's text, from its message.
+    pub usage: fn(&str) -> String,
+    /// The usage error when not exactly one config is given.
+    pub one_config: &'a str,
+    /// `None`: `--root` is required.
+    pub default_root: Option<&'a str>,
+    /// The exit code of bad usage and of a config that cannot be read.
+    pub bad_input: i32,
+    /// Refuses to run outside a container (`ignition-apply`).
+    pub container_only: bool,
+}
+
+/// `ember apply` and `ignition-apply`: `[--root DIR] [--ignore-unsupported] [--offline]
+/// CONFIG|-`, then [`engine::apply`]. Exit codes: 0 applied, 1 failed, `bad_input`.
+pub fn apply_command(cmd: &ApplyCommand, args: Vec<std::ffi::OsString>) -> i32 {
+    let mut root = cmd.default_root.map(PathBuf::from);
     let mut ignore = false;
     let mut offline = false;
     let mut configs: Vec<String> = Vec::new();
     let mut parser = lexopt::Parser::from_args(args);
+    let usage_err = |m: &str| {
+        eprintln!("{}", (cmd.usage)(m));
+        cmd.bad_input
+    };
+    let prefixed = |m: &str| {
+        eprintln!("{}: {m}", cmd.prefix);
+        cmd.bad_input
+    };
     loop {
         use lexopt::Arg::*;
         let arg = match parser.next() {
             Ok(Some(a)) => a,
             Ok(None) => break,
-            Err(e) => {
-                eprintln!("Error: {e}\n{APPLY_USAGE}");
-                return 1;
-            }
+            Err(e) => return usage_err(&e.to_string()),
         };
         match arg {
             Long("root") => match parser.value() {
-                Ok(v) => root = PathBuf::from(v),
-                Err(e) => {
-                    eprintln!("Error: {e}\n{APPLY_USAGE}");
-                    return 1;
-                }
+                Ok(v) => root = Some(PathBuf::from(v)),
+                Err(e) => return usage_err(&e.to_string()),
             },
             Long("ignore-unsupported") => ignore = true,
             Long("offline") => offline = true,
             Long("help") | Short('h') => {
-                print!("{APPLY_USAGE}");
+                print!("{}", cmd.help);
                 return 0;
             }
             Value(v) => configs.push(v.to_string_lossy().into_owned()),
-            other => {
-                eprintln!("Error: {}\n{APPLY_USAGE}", other.unexpected());
-                return 1;
-            }
+            other => return usage_err(&other.unexpected().to_string()),
         }
     }
-    let [config] = configs.as_slice() else {
-        eprintln!("Error: expected exactly one config argument\n{APPLY_USAGE}");
-        return 1;
+    let Some(root) = root else {
+        return usage_err("--root is required");
     };
-    if !in_container() {
-        eprintln!(
-            "{argv0}: refusing to run outside a container (no $container, /run/.containerenv or /.dockerenv); \
-             `ember apply --root DIR CONFIG` applies a config to a directory tree anywhere"
+    let [config] = configs.as_slice() else {
+        return usage_err(cmd.one_config);
+    };
+    if cmd.container_only && !in_container() {
+        return prefixed(
+            "refusing to run outside a container (no $container, /run/.containerenv or /.dockerenv); \
+             `ember apply --root DIR CONFIG` applies a config to a directory tree anywhere",
         );
-        return 1;
     }
-    if let Err(m) = authorized_keys_fragment_from_env() {
-        eprintln!("{argv0}: {m}");
-        return 1;
+    if !root.is_dir() {
+        return prefixed(&format!("--root {} is not a directory", root.display()));
     }
-    let raw = match read_config_arg(config) {
+    let fragment = match authorized_keys_fragment_from_env() {
+        Ok(b) => b,
+        Err(m) => return prefixed(&m),
+    };
+    let raw = match super::read_input(config) {
         Ok(r) => r,
-        Err(m) => {
-            eprintln!("{argv0}: {m}");
-            return 1;
-        }
+        Err(m) => return prefixed(&m),
     };
     logging::init(logging::Target::Stdout);
     let mut opts = engine::ApplyOptions::new(root, ignore, offline);
+    opts.settings.write_authorized_keys_fragment = fragment;
     opts.config_name = config_name(config);
     match engine::apply(&opts, &raw) {
-        Ok(()) => 0,
+        Ok(()) => {
+            log::info!("applied the config");
+            0
+        }
         Err(e) => {
             log::error!("failed to apply: {}", e.chain());
             eprint!("{}", e.report());
@@ -402,7 +453,7 @@ pub fn rmcfg_main(argv0: &str, args: &[String]) -> i32 {
         eprintln!("'--platform' must be provided");
         return 2;
     };
-    if !providers::PLATFORMS.contains(&platform) {
+    if super::check_platform(platform).is_err() {
         eprintln!("invalid value {platform:?} for flag -platform: invalid platform");
         return 2;
     }

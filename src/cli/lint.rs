@@ -7,7 +7,7 @@
 //! (password hashes, inline contents, header values) replaced with `<redacted>`.
 
 use std::ffi::OsString;
-use std::io::{Read, Write};
+use std::io::Write;
 
 use serde_json::{json, Value as J};
 use sha2::Digest;
@@ -169,31 +169,13 @@ pub fn lint_and_render(name: &str, src: &[u8]) -> [String; 3] {
     [Format::Human, Format::Json, Format::Sarif].map(|f| render_results(&results, f))
 }
 
-fn read_input(name: &str) -> Result<Vec<u8>, String> {
-    let mut v = Vec::new();
-    if name == "-" {
-        std::io::stdin()
-            .lock()
-            .read_to_end(&mut v)
-            .map_err(|e| format!("reading standard input: {e}"))?;
-        return Ok(v);
-    }
-    let mut f = std::fs::File::open(name).map_err(|e| format!("cannot open {name}: {e}"))?;
-    if let Ok(m) = f.metadata() {
-        v.reserve_exact(m.len() as usize);
-    }
-    f.read_to_end(&mut v)
-        .map_err(|e| format!("cannot read {name}: {e}"))?;
-    Ok(v)
-}
-
 fn check_input(name: &str) -> FileResult {
     let display = if name == "-" {
         "<stdin>".to_string()
     } else {
         name.to_string()
     };
-    let src = match read_input(name) {
+    let src = match super::read_input(name) {
         Ok(s) => s,
         Err(e) => {
             return FileResult {
@@ -229,8 +211,8 @@ pub fn lint_bytes(src: &[u8]) -> (Option<Spec>, Report) {
     if let Some(cfg) = parsed.config {
         let mut findings = Report::default();
         let mut budget = Budget::new();
-        let rendered = render(cfg, "", 0, &mut findings, &mut budget);
-        let had_children = !findings.entries.is_empty() || rendered.1;
+        let rendered = render_sized(cfg, 0, "", 0, &mut findings, &mut budget);
+        let had_children = !findings.entries.is_empty() || rendered.merged_any;
         report.extend(findings);
         // Findings about the references themselves point into this config.
         if report
@@ -243,7 +225,7 @@ pub fn lint_bytes(src: &[u8]) -> (Option<Spec>, Report) {
             }
         }
         if had_children {
-            for mut e in config::validate_runtime(&rendered.0).entries {
+            for mut e in config::validate_runtime(&rendered.config).entries {
                 // What the config's own validation already reported is not news.
                 if report
                     .entries
@@ -257,7 +239,7 @@ pub fn lint_bytes(src: &[u8]) -> (Option<Spec>, Report) {
                 e.message = format!("after merging: {}", e.message);
                 report.push(e);
             }
-            for mut e in config::validate::whole_config_checks(&rendered.0).entries {
+            for mut e in config::validate::whole_config_checks(&rendered.config).entries {
                 e.source = Some("the merged config".into());
                 report.push(e);
             }
@@ -282,7 +264,7 @@ struct Budget {
 
 impl Budget {
     /// At most this many referenced configs are checked.
-    const CONFIGS: usize = 1000;
+    const CONFIGS: usize = crate::stages::engine::MAX_REFERENCED_CONFIGS;
     /// At most this many bytes of referenced configs are parsed and merged (each merge counts
     /// as parsing everything merged so far again).
     const BYTES: u64 = config::gzip::MAX_CONFIG_SIZE;
@@ -347,18 +329,7 @@ struct Rendered {
 }
 
 /// Follows data: URL merges and replacements like Ignition's rendering, collecting findings of
-/// the referenced configs. Returns the rendered config and whether anything was merged.
-fn render(
-    cfg: Config,
-    label: &str,
-    depth: usize,
-    findings: &mut Report,
-    budget: &mut Budget,
-) -> (Config, bool) {
-    let r = render_sized(cfg, 0, label, depth, findings, budget);
-    (r.config, r.merged_any)
-}
-
+/// the referenced configs: the rendered config, and whether anything was merged.
 fn render_sized(
     cfg: Config,
     own_bytes: u64,

@@ -24,7 +24,9 @@ pub mod lint;
 pub mod plan;
 
 use std::ffi::OsString;
-use std::io::Write;
+use std::io::{Read, Write};
+
+use crate::stages::engine;
 
 /// Ember's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -65,6 +67,46 @@ pub fn main() -> i32 {
         "modprobe" => crate::system::kmod::modprobe_main(&to_strings(&rest)),
         _ => ember_main(rest),
     }
+}
+
+/// `Err(the platforms, comma-separated)` when `p` is not a platform Ember knows.
+pub fn check_platform(p: &str) -> Result<(), String> {
+    if crate::providers::PLATFORMS.contains(&p) {
+        Ok(())
+    } else {
+        Err(crate::providers::PLATFORMS.join(", "))
+    }
+}
+
+/// Reads a config named on the command line: a file, or `-` for standard input. At most
+/// [`engine::MAX_CONFIG_SIZE`] bytes are read (`/dev/zero` would otherwise fill the memory).
+pub fn read_input(name: &str) -> Result<Vec<u8>, String> {
+    let limit = engine::MAX_CONFIG_SIZE;
+    let mut v = Vec::new();
+    let shown = if name == "-" {
+        std::io::stdin()
+            .lock()
+            .take(limit + 1)
+            .read_to_end(&mut v)
+            .map_err(|e| format!("reading standard input: {e}"))?;
+        "standard input"
+    } else {
+        let f = std::fs::File::open(name).map_err(|e| format!("cannot open {name}: {e}"))?;
+        if let Ok(m) = f.metadata() {
+            v.reserve_exact(m.len().min(limit + 1) as usize);
+        }
+        f.take(limit + 1)
+            .read_to_end(&mut v)
+            .map_err(|e| format!("cannot read {name}: {e}"))?;
+        name
+    };
+    if v.len() as u64 > limit {
+        return Err(format!(
+            "{shown} is larger than {} MiB, the largest config Ember reads",
+            limit >> 20
+        ));
+    }
+    Ok(v)
 }
 
 fn to_strings(args: &[OsString]) -> Vec<String> {
@@ -161,4 +203,36 @@ fn schema_main(args: Vec<OsString>) -> i32 {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{}", crate::config::schema::schema_json(spec));
     exit::OK
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inputs_are_read_up_to_the_config_size_limit() {
+        let dir = std::env::temp_dir().join(format!("ember-cli-input-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let small = dir.join("small.ign");
+        std::fs::write(&small, b"{}").unwrap();
+        assert_eq!(read_input(small.to_str().unwrap()).unwrap(), b"{}");
+        // A sparse file one byte over the limit: refused once the limit is read, not after.
+        let big = dir.join("big.ign");
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(engine::MAX_CONFIG_SIZE + 1)
+            .unwrap();
+        let err = read_input(big.to_str().unwrap()).unwrap_err();
+        assert_eq!(
+            err,
+            format!(
+                "{} is larger than 256 MiB, the largest config Ember reads",
+                big.display()
+            )
+        );
+        let missing = dir.join("missing.ign");
+        let err = read_input(missing.to_str().unwrap()).unwrap_err();
+        assert!(err.starts_with("cannot open "), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

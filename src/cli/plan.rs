@@ -34,11 +34,11 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use super::exit;
-use super::ignition::{authorized_keys_fragment_from_env, config_name, read_config_arg};
-use crate::config::{self, JsonPath};
+use super::ignition::{authorized_keys_fragment_from_env, config_name};
+use crate::config::{self, report::PathElem, JsonPath};
 use crate::fetch;
 use crate::logging;
-use crate::providers::{self, cmdline, system::SystemDirs};
+use crate::providers::cmdline;
 use crate::stages::disks::partitions::{PartitionAction, Sectors};
 use crate::stages::disks::{
     self, DiskPlan, FilesystemPlan, FsAction, KeySource, LuksAction, LuksPlan,
@@ -72,6 +72,7 @@ says which and why), 2 bad usage or an unreadable config.
 ";
 
 /// One line of the plan.
+#[derive(Clone)]
 struct Line {
     indent: usize,
     text: String,
@@ -138,7 +139,7 @@ impl Out {
                     "  {}",
                     Line {
                         indent: 0,
-                        ..clone_line(l)
+                        ..l.clone()
                     }
                     .render()
                 );
@@ -158,15 +159,6 @@ impl Out {
         s.push_str(footer);
         s.push('\n');
         s
-    }
-}
-
-fn clone_line(l: &Line) -> Line {
-    Line {
-        indent: l.indent,
-        text: l.text.clone(),
-        path: l.path.clone(),
-        destructive: l.destructive,
     }
 }
 
@@ -210,10 +202,9 @@ fn parse_args(args: Vec<OsString>) -> Result<Args, i32> {
         }
     }
     if let Some(p) = &platform {
-        if !providers::PLATFORMS.contains(&p.as_str()) {
+        if let Err(list) = super::check_platform(p) {
             return Err(usage_err(format!(
-                "unknown platform {p:?}; platforms: {}",
-                providers::PLATFORMS.join(", ")
+                "unknown platform {p:?}; platforms: {list}"
             )));
         }
     }
@@ -246,7 +237,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
             return exit::USAGE;
         }
     };
-    let raw = match read_config_arg(&a.config) {
+    let raw = match super::read_input(&a.config) {
         Ok(r) => r,
         Err(m) => {
             eprintln!("ember plan: {m}");
@@ -255,10 +246,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
     };
     // The plan is the output (findings included) and a failure has its report: the log, on
     // standard error, is off unless EMBER_LOG asks for it.
-    logging::init(logging::Target::Stderr);
-    if std::env::var_os(logging::LEVEL_ENV).is_none() {
-        log::set_max_level(log::LevelFilter::Off);
-    }
+    logging::init_with_default(logging::Target::Stderr, log::LevelFilter::Off);
 
     let name = config_name(&a.config);
     let platform = a.platform.clone().unwrap_or_default();
@@ -267,13 +255,12 @@ pub fn main(args: Vec<OsString>) -> i32 {
         a.platform.as_deref().unwrap_or("(none)"),
         a.root.display()
     );
-    let mut settings = Settings::new(platform.clone(), Mode::Boot);
+    let mut settings = Settings::new(platform, Mode::Boot);
     settings.write_authorized_keys_fragment = fragment;
-    if let Some(h) = std::env::var_os("EMBER_KARGS_HELPER").filter(|v| !v.is_empty()) {
-        settings.kargs_helper = PathBuf::from(h);
-    }
+    let mut opts = engine::Options::new(Stage::Kargs, settings);
+    opts.root = a.root.clone();
     let mut out = Out::default();
-    match plan(&a, &raw, &name, &settings, &mut out) {
+    match plan(&opts, &raw, &name, &mut out) {
         Ok(()) => {
             print!(
                 "{}",
@@ -301,9 +288,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
 
 type Fail = (Stage, Failure);
 
-fn plan(a: &Args, raw: &[u8], name: &str, settings: &Settings, out: &mut Out) -> Result<(), Fail> {
-    let fetch_fail = |f: Failure| (Stage::Fetch, f);
-
+fn plan(opts: &engine::Options, raw: &[u8], name: &str, out: &mut Out) -> Result<(), Fail> {
     // ---- config: findings, references, base configs.
     let parsed = config::parse(raw);
     let mut lines = Vec::new();
@@ -349,24 +334,10 @@ fn plan(a: &Args, raw: &[u8], name: &str, settings: &Settings, out: &mut Out) ->
         }
     }
 
-    let provider = a
-        .platform
-        .as_deref()
-        .and_then(|p| providers::get(p, &providers::Endpoints::default()).ok());
-    let mut base_opts = fetch::Options::default();
-    if let Some(p) = &provider {
-        p.configure_fetcher(&mut base_opts);
-    }
-    let prepared = engine::prepare(raw, &base_opts, name);
-    let (user, fetcher, mut origin) = match prepared {
-        Ok(x) => x,
-        Err(f) => {
-            out.section("config", lines);
-            return Err(fetch_fail(f));
-        }
-    };
+    let mut origin = engine::Origin::default();
+    let planned = engine::plan_config(opts, parsed, name, &mut origin);
     for r in &origin.references {
-        let kind = if r.at.to_string().ends_with("replace") {
+        let kind = if r.at.0.last() == Some(&PathElem::Key("replace".into())) {
             "replace with"
         } else {
             "merge"
@@ -377,17 +348,14 @@ fn plan(a: &Args, raw: &[u8], name: &str, settings: &Settings, out: &mut Out) ->
             Some(&r.at),
         ));
     }
-    let dirs = SystemDirs::from_env();
-    let (base, base_files) = engine::load_base(&dirs, &platform_of(a));
-    for f in &base_files {
+    for f in &origin.base {
         lines.push(Line::new(1, format!("base config {}", f.display()), None));
     }
-    origin.base = base_files;
-    let full = match engine::full_config(base, user) {
-        Ok(c) => c,
-        Err(f) => {
+    let (full, fetcher) = match planned {
+        Ok(x) => x,
+        Err(fail) => {
             out.section("config", lines);
-            return Err(fetch_fail(f.or_in_config(|| origin.describe())));
+            return Err(fail);
         }
     };
     match engine::needs_network(&full) {
@@ -404,27 +372,19 @@ fn plan(a: &Args, raw: &[u8], name: &str, settings: &Settings, out: &mut Out) ->
     }
     out.section("config", lines);
     let described = origin.describe();
-    let attribute = |stage: Stage| {
-        let d = described.clone();
-        move |f: Failure| {
-            let f = match f.path {
-                Some(_) => f.or_in_config(|| d),
-                None => f,
-            };
-            (stage, f)
-        }
-    };
+    let described = described.as_str();
+    let attribute = |stage: Stage| move |f: Failure| (stage, f.in_merged_config(described));
 
     let mut state = State::default();
     let ops = OpLog::new();
     let mut ctx = Context {
         stage: Stage::Kargs,
-        root: &a.root,
+        root: &opts.root,
         config: &full,
         state: &mut state,
         fetcher: &fetcher,
         ops: &ops,
-        settings,
+        settings: &opts.settings,
     };
 
     // ---- kargs
@@ -437,7 +397,7 @@ fn plan(a: &Args, raw: &[u8], name: &str, settings: &Settings, out: &mut Out) ->
 
     // ---- mount
     ctx.stage = Stage::Mount;
-    let mounts = mount::plan(&full, &a.root).map_err(attribute(Stage::Mount))?;
+    let mounts = mount::plan(&full, &opts.root).map_err(attribute(Stage::Mount))?;
     out.section("mount", mount_lines(&mounts, &dp));
 
     // ---- files
@@ -519,10 +479,6 @@ fn remote_lines(cfg: &config::Config, fetcher: &fetch::Fetcher) -> Result<Vec<Li
         }
     }
     Ok(lines)
-}
-
-fn platform_of(a: &Args) -> String {
-    a.platform.clone().unwrap_or_default()
 }
 
 // ------------------------------------------------------------------------------------------

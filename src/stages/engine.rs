@@ -703,7 +703,11 @@ fn invalid(
 
 /// Parses a config; `Ok(None)` for an empty input.
 fn parse_config(bytes: &[u8], what: &str) -> Result<Option<Config>, Failure> {
-    let parsed = config::parse(bytes);
+    config_of(config::parse(bytes), what)
+}
+
+/// A parsed config's model, or the failure its parse error makes; `Ok(None)` for an empty input.
+fn config_of(parsed: config::Parsed, what: &str) -> Result<Option<Config>, Failure> {
     log_report(what, &parsed.report);
     match (parsed.config, parsed.error) {
         (Some(c), None) => Ok(Some(c)),
@@ -969,6 +973,15 @@ pub fn prepare(
     base_opts: &fetch::Options,
     user: &str,
 ) -> Result<(Config, fetch::Fetcher, Origin), Failure> {
+    prepare_parsed(config::parse(raw), base_opts, user)
+}
+
+/// [`prepare`] for a config already parsed (its findings shown by the caller).
+fn prepare_parsed(
+    parsed: config::Parsed,
+    base_opts: &fetch::Options,
+    user: &str,
+) -> Result<(Config, fetch::Fetcher, Origin), Failure> {
     let acq = |a: Acq| match a {
         Acq::Failed(f) => f,
         Acq::NeedNet(what) => Failure::new(format!("fetching {what}"))
@@ -976,7 +989,7 @@ pub fn prepare(
     };
     let fetcher = fetch::Fetcher::new(base_opts.clone())
         .map_err(|e| Failure::new("creating the fetcher").caused_by(e))?;
-    let cfg = match parse_config(raw, "the config").map_err(|f| f.in_config(user))? {
+    let cfg = match config_of(parsed, "the config").map_err(|f| f.in_config(user))? {
         Some(c) => c,
         None => {
             return Err(Failure::new("parsing the config")
@@ -992,6 +1005,40 @@ pub fn prepare(
     let (cfg, fetcher) =
         render_all(cfg, &fetcher, base_opts, &mut state, &mut origin).map_err(acq)?;
     Ok((cfg, fetcher, origin))
+}
+
+/// For `ember plan`: the config and fetcher the stages after fetch would work with, built as
+/// [`run`] builds them (the user config rendered with the platform's fetcher options, merged
+/// over the base configs, the fetcher rebuilt from the merged config's timeouts, proxy and
+/// CAs), writing nothing. `origin` gets the references and base configs as far as it got; a
+/// failure comes with the stage that would report it.
+pub fn plan_config(
+    opts: &Options,
+    parsed: config::Parsed,
+    user: &str,
+    origin: &mut Origin,
+) -> Result<(Config, fetch::Fetcher), (Stage, Failure)> {
+    let mut base_opts = fetch::Options::default();
+    if let Ok(p) = providers::get(&opts.settings.platform, &opts.endpoints) {
+        p.configure_fetcher(&mut base_opts);
+    }
+    let (user_cfg, fetcher, rendered) =
+        prepare_parsed(parsed, &base_opts, user).map_err(|f| (Stage::Fetch, f))?;
+    *origin = rendered;
+    let (base, base_files) = load_base(&opts.dirs, &opts.settings.platform);
+    origin.base = base_files;
+    let described = origin.describe();
+    let full = full_config(base, user_cfg)
+        .map_err(|f| (Stage::Fetch, f.or_in_config(|| described.clone())))?;
+    // The first stage that builds this fetcher is kargs.
+    let fetcher = match configured_fetcher(&base_opts, &full, &fetcher) {
+        Ok(f) => f,
+        Err(Acq::Failed(f)) => return Err((Stage::Kargs, f.or_in_config(|| described))),
+        Err(Acq::NeedNet(what)) => {
+            return Err((Stage::Kargs, Failure::new(format!("fetching {what}"))))
+        }
+    };
+    Ok((full, fetcher))
 }
 
 /// Rendering's context: what every level needs, and what was fetched.
@@ -1269,11 +1316,6 @@ impl ApplyOptions {
     pub fn new(root: PathBuf, ignore_unsupported: bool, offline: bool) -> Self {
         let mut settings = Settings::new("file", Mode::Apply { ignore_unsupported });
         settings.result_file = None;
-        if let Ok(v) = std::env::var("IGNITION_WRITE_AUTHORIZED_KEYS_FRAGMENT") {
-            if let Some(b) = parse_env_bool(&v) {
-                settings.write_authorized_keys_fragment = b;
-            }
-        }
         ApplyOptions {
             root,
             ignore_unsupported,

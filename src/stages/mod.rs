@@ -200,6 +200,15 @@ impl Failure {
         self
     }
 
+    /// A stage's failure: its JSON path (if any) is in the merged config, which `described`
+    /// names, unless an inner step named a config already.
+    pub fn in_merged_config(self, described: &str) -> Self {
+        match self.path {
+            Some(_) => self.or_in_config(|| described.to_string()),
+            None => self,
+        }
+    }
+
     /// The innermost cause's message (the root cause first, as the failure report shows it).
     pub fn root_cause(&self) -> String {
         crate::logging::root_cause(self)

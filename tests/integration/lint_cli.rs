@@ -305,6 +305,24 @@ fn strict_makes_warnings_errors() {
 }
 
 #[test]
+fn inputs_larger_than_a_config_can_be_are_refused() {
+    let dir = TempDir::new("big");
+    // Sparse: one byte over the 256 MiB limit costs no disk.
+    let big = dir.path().join("big.ign");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len((256 << 20) + 1)
+        .unwrap();
+    let r = ember(&["validate", big.to_str().unwrap()], None);
+    r.expect_code(2);
+    assert!(
+        r.stdout.contains("big.ign: error: ") && r.stdout.contains("is larger than 256 MiB"),
+        "{}",
+        r.stdout
+    );
+}
+
+#[test]
 fn exit_codes() {
     let dir = TempDir::new("exit");
     let clean = example("clean.ign");

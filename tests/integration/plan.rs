@@ -564,6 +564,69 @@ fn remote_files_are_fetched_to_check_them_and_config_from_stdin() {
 }
 
 #[test]
+fn remote_files_use_the_ca_of_a_base_config() {
+    let (ca_pem, tls) = crate::runner::https_server(|_, c| respond(c, 200, &[], b"over tls\n"));
+    let place = Place::new("base-ca");
+    // The CA comes from a base config only: the user config alone cannot fetch the file.
+    let b64 = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        ca_pem.as_bytes(),
+    );
+    std::fs::create_dir_all(place.p("sys/usr/base.d")).unwrap();
+    std::fs::write(
+        place.p("sys/usr/base.d/ca.ign"),
+        serde_json::json!({
+            "ignition": {"version": "3.4.0", "security": {"tls": {"certificateAuthorities": [
+                {"source": format!("data:;base64,{b64}")}
+            ]}}}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let url = format!("https://127.0.0.1:{}/motd", tls.port());
+    let config = serde_json::json!({
+        "ignition": {"version": "3.4.0"},
+        "storage": {"files": [{"path": "/etc/motd", "overwrite": true,
+            "contents": {"source": url}}]}
+    });
+    let o = place.plan(&config, &[]);
+    assert_eq!(o.code, 0, "{}\n{}", o.stdout, o.stderr);
+    assert_line(&o.stdout, &["base config ", "base.d/ca.ign"]);
+    assert_line(
+        &o.stdout,
+        &[
+            &format!("fetched {url} for /etc/motd: 9 bytes"),
+            "[$.storage.files.0.contents]",
+        ],
+    );
+}
+
+#[test]
+fn plan_and_apply_refuse_inputs_larger_than_a_config_can_be() {
+    let dir = TempDir::new("plan-big");
+    // Sparse: one byte over the 256 MiB limit costs no disk.
+    let big = dir.path().join("big.ign");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len((256 << 20) + 1)
+        .unwrap();
+    let big = big.to_str().unwrap();
+    let root = dir.path().to_str().unwrap();
+    for (args, prefix) in [
+        (vec!["plan", "--root", root, big], "ember plan: "),
+        (vec!["apply", "--root", root, big], "ember apply: "),
+    ] {
+        let o = Command::new(ember_bin()).args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {stderr}");
+        assert_eq!(
+            stderr,
+            format!("{prefix}{big} is larger than 256 MiB, the largest config Ember reads\n")
+        );
+    }
+}
+
+#[test]
 fn usage_errors_exit_2() {
     let run = |args: &[&str]| {
         Command::new(ember_bin())

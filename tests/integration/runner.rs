@@ -1340,8 +1340,8 @@ fn logs_go_to_syslog_without_log_to_stdout() {
     }
 }
 
-/// A CA and an HTTPS server on 127.0.0.1 with a certificate it signed.
-fn https_server(
+/// A CA and an HTTPS server on 127.0.0.1 with a certificate it signed (also used by `plan`).
+pub(crate) fn https_server(
     handler: impl Fn(&crate::harness::HttpRequest, &mut dyn crate::harness::Conn)
         + Send
         + Sync
@@ -1554,4 +1554,63 @@ fn whole_sequence_on_a_loop_device() {
         "{state}"
     );
     m.assert_no_secrets();
+}
+
+#[test]
+fn ember_run_unmounts_what_a_failing_mount_stage_mounted() {
+    crate::harness::require_root();
+    use ember::system::loopdev::ScratchDisk;
+    struct Cleanup(PathBuf);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let _ = ember::system::mounts::umount_lazy(&self.0);
+        }
+    }
+    let m = Machine::new("mountfail");
+    let (var_disk, srv_disk) = (ScratchDisk::new(64).unwrap(), ScratchDisk::new(64).unwrap());
+    let _cleanup = Cleanup(m.p("root/var"));
+    // /var mounts; /srv cannot (a file is in the way), after /var (same depth, config order).
+    m.put("root/srv", "not a directory");
+    m.config(
+        &serde_json::json!({
+            "ignition": {"version": "3.4.0"},
+            "storage": {"filesystems": [
+                {"device": var_disk.path(), "format": "ext4", "path": "/var", "wipeFilesystem": true},
+                {"device": srv_disk.path(), "format": "ext4", "path": "/srv", "wipeFilesystem": true}
+            ]}
+        })
+        .to_string(),
+    );
+    let (root, cache, state, neednet) = (
+        m.p("root"),
+        m.p("run/ignition.json"),
+        m.p("run/ignition/state"),
+        m.p("run/ignition/neednet"),
+    );
+    let r = m.ember(&[
+        "run",
+        "--platform",
+        "file",
+        "--root",
+        root.to_str().unwrap(),
+        "--config-cache",
+        cache.to_str().unwrap(),
+        "--state-file",
+        state.to_str().unwrap(),
+        "--neednet",
+        neednet.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 1, "{}", r.all());
+    assert!(r.stderr.contains("the mount stage failed"), "{}", r.stderr);
+    assert!(
+        r.stdout.contains("unmounting after the failure"),
+        "{}",
+        r.stdout
+    );
+    let real_root = std::fs::canonicalize(&root).unwrap();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mountinfo.contains(&format!(" {}/", real_root.display())),
+        "nothing is left mounted under the root: {mountinfo}"
+    );
 }
