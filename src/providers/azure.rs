@@ -97,9 +97,6 @@ impl Provider for Azure {
     }
 
     fn fetch_config(&self, fetcher: &Fetcher) -> Result<Option<Vec<u8>>, Error> {
-        if fetcher.options().offline {
-            return Err(Error::NeedsNetwork);
-        }
         let mut res = util::request(self.url.clone(), &[("Metadata", "true")]);
         res.retry_statuses = vec![404, 410, 429];
         let data = util::fetch(fetcher, &res, NotFound::Empty)?.unwrap_or_default();
