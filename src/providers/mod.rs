@@ -187,6 +187,9 @@ pub struct Endpoints {
     pub sys_dir: PathBuf,
     /// systemd-networkd's DHCP leases (`/run/systemd/netif/leases`), for cloudstack.
     pub leases_dir: PathBuf,
+    /// The DHCP server of the lease Ember took itself when it brought the network up (boot);
+    /// cloudstack uses it before networkd's lease files.
+    pub dhcp_server: Option<String>,
     /// The program that loads kernel modules (`modprobe`).
     pub modprobe: PathBuf,
     /// applehv's vsock peer: CID (2, the host) and port (1024).
@@ -218,6 +221,7 @@ impl Default for Endpoints {
             dev_dir: PathBuf::from("/dev"),
             sys_dir: PathBuf::from("/sys"),
             leases_dir: PathBuf::from("/run/systemd/netif/leases"),
+            dhcp_server: None,
             modprobe: PathBuf::from("modprobe"),
             vsock_cid: applehv::HOST_CID,
             vsock_port: applehv::PORT,
@@ -277,12 +281,15 @@ pub fn get(id: &str, ep: &Endpoints) -> Result<Box<dyn Provider>, Error> {
         "azure" => Box::new(azure::Azure::new(md, ep.drives(ep.drive_wait))),
         "azurestack" => Box::new(azurestack::AzureStack::new(ep.drives(ep.drive_wait))),
         "brightbox" => Box::new(brightbox::Brightbox::new(openstack::Sources::new(ep))),
-        "cloudstack" => Box::new(cloudstack::CloudStack::new(
-            ep.drives(ep.drive_wait),
-            ep.leases_dir.clone(),
-            ep.sys_dir.clone(),
-            ep.cloudstack_port,
-        )),
+        "cloudstack" => Box::new(
+            cloudstack::CloudStack::new(
+                ep.drives(ep.drive_wait),
+                ep.leases_dir.clone(),
+                ep.sys_dir.clone(),
+                ep.cloudstack_port,
+            )
+            .with_dhcp_server(ep.dhcp_server.clone()),
+        ),
         "digitalocean" => Box::new(digitalocean::DigitalOcean::new(md)),
         "exoscale" => Box::new(exoscale::Exoscale::new(md)),
         "file" => Box::new(file::File::new(ep.config_file.clone())),

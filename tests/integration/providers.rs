@@ -731,6 +731,19 @@ fn cloudstack_metadata_from_the_dhcp_server() {
     let start = Instant::now();
     assert_eq!(p.fetch_config(&fetcher()).unwrap(), None);
     assert!(start.elapsed() < Duration::from_secs(10));
+    // No lease file, but the lease Ember took itself names the server: used at once.
+    mock.on("GET", "/latest/user-data", vec![ok(CONFIG)]);
+    let ep = Endpoints {
+        dhcp_server: Some("127.0.0.1".into()),
+        drive_wait: Duration::from_secs(60),
+        ..ep
+    };
+    let start = Instant::now();
+    let got = provider("cloudstack", &ep)
+        .fetch_config(&fetcher())
+        .unwrap();
+    assert_eq!(got.as_deref(), Some(CONFIG));
+    assert!(start.elapsed() < Duration::from_secs(10));
 }
 
 // ---------------------------------------------------------------------------------------------
