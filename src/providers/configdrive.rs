@@ -330,6 +330,22 @@ pub fn race_sources(drives: &Search, path: &'static str) -> Vec<(String, util::S
         .collect()
 }
 
+/// A platform whose config is [`openstack_user_data`] (nutanix, powervs). Works offline.
+pub struct OpenStackDrive {
+    pub id: &'static str,
+    pub drives: Search,
+}
+
+impl super::Provider for OpenStackDrive {
+    fn id(&self) -> &'static str {
+        self.id
+    }
+
+    fn fetch_config(&self, _fetcher: &crate::fetch::Fetcher) -> Result<Option<Vec<u8>>, Error> {
+        openstack_user_data(&self.drives)
+    }
+}
+
 /// `openstack/latest/user_data` on the drive labelled `config-2`, empty meaning no config: the
 /// whole of the nutanix and powervs providers.
 pub fn openstack_user_data(drives: &Search) -> Result<Option<Vec<u8>>, Error> {

@@ -114,6 +114,25 @@ pub fn fetch(
     })
 }
 
+/// A platform whose config is one GET of its metadata service: the user data at `url`, a 404
+/// per `not_found`, an empty body meaning no config (aliyun, digitalocean, exoscale, hetzner,
+/// upcloud, vultr; see docs/providers.md).
+pub struct UserData {
+    pub id: &'static str,
+    pub url: String,
+    pub not_found: NotFound,
+}
+
+impl super::Provider for UserData {
+    fn id(&self) -> &'static str {
+        self.id
+    }
+
+    fn fetch_config(&self, fetcher: &Fetcher) -> Result<Option<Vec<u8>>, Error> {
+        fetch_user_data(fetcher, self.url.clone(), &[], self.not_found)
+    }
+}
+
 /// The common case: GET `url` with `headers`; 404 per `not_found`; an empty body is no config.
 pub fn fetch_user_data(
     fetcher: &Fetcher,
