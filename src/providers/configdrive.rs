@@ -330,6 +330,19 @@ pub fn race_sources(drives: &Search, path: &'static str) -> Vec<(String, util::S
         .collect()
 }
 
+/// A wait that ran out as "nothing there" (`Ok(None)`), for platforms where a missing drive
+/// means no config (ibmcloud, proxmoxve); other errors stay errors.
+pub fn timeout_means_none<T>(r: Result<T, Error>) -> Result<Option<T>, Error> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(Error::Timeout { what, wait }) => {
+            log::info!("{what} did not appear within {wait:?}; no config");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// A platform whose config is [`openstack_user_data`] (nutanix, powervs). Works offline.
 pub struct OpenStackDrive {
     pub id: &'static str,

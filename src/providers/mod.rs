@@ -92,8 +92,6 @@ pub enum Error {
     /// The source needs the network and the fetcher is offline (fetch-offline).
     #[error("fetching the config needs the network")]
     NeedsNetwork,
-    #[error("platform {0:?} is not supported by this build")]
-    Unsupported(String),
     /// A platform Ember knows but cannot read in this build (no device or kernel channel).
     #[error("platform {platform} not supported by this build: {reason}")]
     NotSupported {

@@ -168,6 +168,18 @@ pub fn bounded_fetcher(
 /// One source of a [`race`]: it should give up when the flag becomes true.
 pub type Source = Box<dyn FnOnce(&AtomicBool) -> Result<Option<Vec<u8>>, Error> + Send>;
 
+/// [`race`] where every source failing means no config, as in Ignition (openstack, brightbox,
+/// cloudstack); an empty answer is no config too.
+pub fn race_or_no_config(sources: Vec<(String, Source)>) -> Option<Vec<u8>> {
+    match race(sources) {
+        Ok(data) => data.and_then(non_empty),
+        Err(_) => {
+            log::warn!("no config source answered; using no config");
+            None
+        }
+    }
+}
+
 /// Runs every source on its own thread; the first to answer `Ok` (config or no config) wins,
 /// and the others are told to stop (their threads are not waited for: a metadata request
 /// that keeps retrying must not hold up a config found on a drive). When every source fails,
