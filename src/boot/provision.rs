@@ -461,7 +461,7 @@ fn stage(st: &mut Status, settings: &Settings, s: Stage) -> Result<Outcome, Erro
 /// on /sysroot read-write, mount, files, umount.
 fn provision(args: &BootArgs, device: &Path, st: &mut Status) -> Result<(), Error> {
     let platform = args.platform.clone().ok_or(Error::NoPlatform)?;
-    let settings = Settings::new(platform, Mode::Boot);
+    let mut settings = Settings::new(platform, Mode::Boot);
     if let Some(u) = &args.config_url {
         say(&format!(
             "config named on the kernel command line: {}",
@@ -485,6 +485,7 @@ fn provision(args: &BootArgs, device: &Path, st: &mut Status) -> Result<(), Erro
             "address": format!("{}/{}", c.lease.address, c.lease.prefix),
             "server": c.lease.server.to_string(),
         });
+        settings.dhcp_server = Some(c.lease.server.to_string());
         network = Some(c);
         // As ignition-fetch.service: only when fetch-offline could not write the cache.
         if !Path::new(engine::DEFAULT_CONFIG_CACHE).exists() {

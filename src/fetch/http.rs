@@ -441,52 +441,109 @@ impl Client<'_> {
         }
 
         timer.set(None, header_deadline(limits));
-        let mut buf = Vec::with_capacity(BODY_BUFFER);
-        let (status, headers, used) = loop {
-            let head = read_head(&mut *io, &mut buf, &timer).map_err(|e| match e {
-                HeadError::TimedOut => Error::HeadersTimeout {
-                    url: url.redacted(),
-                },
-                HeadError::Io(source) => Error::Read {
-                    url: url.redacted(),
-                    source,
-                },
-                HeadError::Malformed(reason) => Error::Protocol {
-                    url: url.redacted(),
-                    reason,
-                },
-            })?;
-            // Skip informational responses (100 Continue, 103 Early Hints).
-            if (100..200).contains(&head.0) && head.0 != 101 {
-                buf.drain(..head.2);
-                continue;
-            }
-            break head;
-        };
-        buf.drain(..used);
-        let framing = framing(method, status, &headers).map_err(|reason| Error::Protocol {
-            url: url.redacted(),
-            reason,
-        })?;
-        timer.set(limits.idle, limits.hard);
-        let end = buf.len();
-        buf.resize(BODY_BUFFER.max(end), 0);
-        Ok(Response {
-            status,
-            headers,
-            body: Body {
-                io,
-                timer,
-                buf,
-                pos: 0,
-                end,
-                framing,
-                url: url.redacted(),
-                idle: limits.idle,
-                tls: url.scheme == "https",
-            },
-        })
+        let display = url.redacted();
+        let body_limits = (limits.idle, limits.hard);
+        receive(
+            io,
+            timer,
+            method,
+            display,
+            body_limits,
+            url.scheme == "https",
+        )
     }
+}
+
+/// Reads a response head (skipping informational responses) and returns the response with its
+/// body still to read, which is then bounded by `body_limits` (idle time, deadline).
+fn receive(
+    mut io: Box<dyn Stream>,
+    timer: Rc<Timer>,
+    method: &str,
+    display: String,
+    body_limits: (Option<Duration>, Option<Instant>),
+    tls: bool,
+) -> Result<Response, Error> {
+    let mut buf = Vec::with_capacity(BODY_BUFFER);
+    let (status, headers, used) = loop {
+        let head = read_head(&mut *io, &mut buf, &timer).map_err(|e| match e {
+            HeadError::TimedOut => Error::HeadersTimeout {
+                url: display.clone(),
+            },
+            HeadError::Io(source) => Error::Read {
+                url: display.clone(),
+                source,
+            },
+            HeadError::Malformed(reason) => Error::Protocol {
+                url: display.clone(),
+                reason,
+            },
+        })?;
+        // Skip informational responses (100 Continue, 103 Early Hints).
+        if (100..200).contains(&head.0) && head.0 != 101 {
+            buf.drain(..head.2);
+            continue;
+        }
+        break head;
+    };
+    buf.drain(..used);
+    let framing = framing(method, status, &headers).map_err(|reason| Error::Protocol {
+        url: display.clone(),
+        reason,
+    })?;
+    timer.set(body_limits.0, body_limits.1);
+    let end = buf.len();
+    buf.resize(BODY_BUFFER.max(end), 0);
+    Ok(Response {
+        status,
+        headers,
+        body: Body {
+            io,
+            timer,
+            buf,
+            pos: 0,
+            end,
+            framing,
+            url: display,
+            idle: body_limits.0,
+            tls,
+        },
+    })
+}
+
+/// One GET over a stream the caller has already connected (the providers' privileged source
+/// port and vsock): sends `head`, a complete GET request head, then reads the response like
+/// any other (informational responses skipped, RFC 9112 framing, chunked decoding) and its
+/// whole body, at most `limit` bytes. The stream's own timeouts bound every read and write;
+/// `name` names the request in errors. Returns the status and the body.
+pub(crate) fn get_over(
+    io: impl Read + Write + 'static,
+    head: &[u8],
+    name: &str,
+    limit: u64,
+) -> Result<(u16, Vec<u8>), Error> {
+    let mut io: Box<dyn Stream> = Box::new(io);
+    if let Err(source) = io.write_all(head).and_then(|_| io.flush()) {
+        return Err(Error::Send {
+            url: name.into(),
+            source,
+        });
+    }
+    let mut resp = receive(io, Rc::default(), "GET", name.into(), (None, None), false)?;
+    let mut body = Vec::new();
+    (&mut resp.body)
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut body)
+        .map_err(|e| {
+            uncarry(e).unwrap_or_else(|source| Error::Read {
+                url: name.into(),
+                source,
+            })
+        })?;
+    if body.len() as u64 > limit {
+        return Err(Error::TooLarge { limit });
+    }
+    Ok((resp.status, body))
 }
 
 /// Name to addresses: static `hosts` entries first, then literals (IPv6 zones included), then

@@ -31,7 +31,7 @@
 //! retried until the timeout; redirects are limited to 10, and configured headers survive a
 //! redirect on the same origin but never one to another origin (see `http.rs`).
 
-mod http;
+pub(crate) mod http;
 mod proxy;
 mod s3;
 mod tftp;
@@ -738,7 +738,8 @@ fn configured_headers(res: &Resource) -> Result<Vec<(String, Option<String>)>, E
     Ok(out)
 }
 
-fn jitter(d: Duration) -> Duration {
+/// `d` give or take a quarter, so machines that fail together do not retry in step.
+pub(crate) fn jitter(d: Duration) -> Duration {
     use std::hash::{BuildHasher, Hasher as _};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(Instant::now().elapsed().as_nanos());

@@ -5,10 +5,11 @@
 //! Works offline (vsock is not the network).
 //!
 //! Waits are the fetcher's response-headers timeout (10 s when it is zero) for the connect and
-//! for each read.
+//! for each read, and [`rawhttp::EXCHANGE_LIMIT`] (or that timeout if longer) for the whole
+//! exchange.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::rawhttp::{self, Socket};
 use super::{util, Error, Provider};
@@ -39,7 +40,7 @@ impl AppleHv {
 
 /// GET `http://d/` over `stream`: `Ok(None)` for an empty body.
 pub fn fetch_over(
-    stream: &mut (impl std::io::Read + std::io::Write),
+    stream: impl std::io::Read + std::io::Write + 'static,
     target: &str,
 ) -> Result<Option<Vec<u8>>, Error> {
     let r = rawhttp::get(stream, "d", "/", &[("Accept", "application/json")], target)?;
@@ -69,7 +70,8 @@ impl Provider for AppleHv {
         };
         let target = format!("http://d/ over vsock {}:{}", self.cid, self.port);
         log::info!("fetching {target}");
-        let mut sock = Socket::vsock(self.cid, self.port, timeout)?;
-        fetch_over(&mut sock, &target)
+        let until = Instant::now() + rawhttp::EXCHANGE_LIMIT.max(timeout);
+        let sock = Socket::vsock(self.cid, self.port, timeout)?.with_deadline(until);
+        fetch_over(sock, &target)
     }
 }

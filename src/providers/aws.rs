@@ -116,7 +116,16 @@ fn role_credentials(
     let c: RoleCredentials = serde_json::from_slice(&body).map_err(|_| Error::Malformed {
         what: "the instance role's credentials are not valid JSON".into(),
     })?;
-    let expires = c.expiration.as_deref().and_then(parse_rfc3339_utc);
+    let expires = match c.expiration.as_deref() {
+        None => None,
+        Some(e) => Some(parse_rfc3339_utc(e).ok_or_else(|| {
+            Error::Malformed {
+                what: "the instance role's credentials have an Expiration that is not a UTC time \
+                   YYYY-MM-DDTHH:MM:SSZ with a year from 1 to 9999"
+                    .into(),
+            }
+        })?),
+    };
     Ok(Some((
         AwsCredentials {
             access_key_id: c.access_key_id,
@@ -127,7 +136,8 @@ fn role_credentials(
     )))
 }
 
-/// Parses `YYYY-MM-DDTHH:MM:SSZ` (IMDS's format; fractional seconds allowed).
+/// Parses `YYYY-MM-DDTHH:MM:SSZ` (IMDS's format; fractional seconds allowed). Years outside
+/// 1..=9999 are refused, which also keeps the day arithmetic below far from overflowing.
 fn parse_rfc3339_utc(s: &str) -> Option<SystemTime> {
     let s = s.trim().strip_suffix('Z')?;
     let (date, time) = s.split_once('T')?;
@@ -136,7 +146,13 @@ fn parse_rfc3339_utc(s: &str) -> Option<SystemTime> {
     let time = time.split('.').next()?;
     let mut t = time.splitn(3, ':').map(|p| p.parse::<i64>().ok());
     let (hh, mm, ss) = (t.next()??, t.next()??, t.next()??);
-    if !(1..=12).contains(&m) || !(1..=31).contains(&day) || hh > 23 || mm > 59 || ss > 60 {
+    if !(1..=9999).contains(&y)
+        || !(1..=12).contains(&m)
+        || !(1..=31).contains(&day)
+        || hh > 23
+        || mm > 59
+        || ss > 60
+    {
         return None;
     }
     // Days from the civil date (Howard Hinnant's algorithm).
@@ -161,9 +177,6 @@ impl Provider for Aws {
     }
 
     fn fetch_config(&self, fetcher: &Fetcher) -> Result<Option<Vec<u8>>, Error> {
-        if fetcher.options().offline {
-            return Err(Error::NeedsNetwork);
-        }
         let headers = token_headers(fetcher, &self.base)?;
         Ok(get(fetcher, &self.base, "/2019-10-01/user-data", &headers)?.and_then(util::non_empty))
     }
@@ -241,5 +254,14 @@ mod tests {
         assert!(parse_rfc3339_utc("2024-13-01T00:00:00Z").is_none());
         assert!(parse_rfc3339_utc("2024-03-01 12:34:56").is_none());
         assert!(parse_rfc3339_utc("").is_none());
+        assert!(parse_rfc3339_utc("99999999999999999-01-01T00:00:00Z").is_none());
+        assert!(parse_rfc3339_utc("10000-01-01T00:00:00Z").is_none());
+        assert!(parse_rfc3339_utc("0-01-01T00:00:00Z").is_none());
+        assert!(parse_rfc3339_utc("-1-01-01T00:00:00Z").is_none());
+        let t = parse_rfc3339_utc("9999-12-31T23:59:59Z").unwrap();
+        assert_eq!(
+            t.duration_since(UNIX_EPOCH).unwrap().as_secs(),
+            253_402_300_799
+        );
     }
 }

@@ -12,19 +12,13 @@
 //!
 //! Offline: needs the network.
 
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 use super::configdrive::{self, Drive, Search};
 use super::util::{self, NotFound};
 use super::{Error, Provider};
 use crate::fetch::Fetcher;
-
-const CDROM_DRIVE_STATUS: libc::c_ulong = 0x5326;
-const CDSL_CURRENT: libc::c_ulong = i32::MAX as libc::c_ulong;
-const CDS_DISC_OK: libc::c_int = 4;
+use crate::system::blockdev;
 
 pub struct Azure {
     url: String,
@@ -44,25 +38,6 @@ impl Azure {
     }
 }
 
-/// Whether a device may hold the OVF disc: a CD-ROM with a disc, or not a CD-ROM at all.
-fn disc_ready(device: &Path) -> bool {
-    let Ok(f) = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(device)
-    else {
-        return false;
-    };
-    // SAFETY: CDROM_DRIVE_STATUS takes an integer slot argument and writes nothing.
-    let r = unsafe { libc::ioctl(f.as_raw_fd(), CDROM_DRIVE_STATUS as _, CDSL_CURRENT) };
-    if r < 0 {
-        // Not a CD-ROM driver (ENOTTY, EINVAL): an image or a disk; let the mount decide.
-        let e = std::io::Error::last_os_error().raw_os_error();
-        return matches!(e, Some(libc::ENOTTY) | Some(libc::EINVAL));
-    }
-    r == CDS_DISC_OK
-}
-
 /// Looks for the OVF provisioning disc (a filesystem of one of `fs_types` with `ovf-env.xml`)
 /// until `drives.wait` runs out, and returns its `CustomData.bin` (`None` when missing).
 pub fn read_ovf_custom_data(drives: &Search, fs_types: &[&str]) -> Result<Option<Vec<u8>>, Error> {
@@ -70,7 +45,7 @@ pub fn read_ovf_custom_data(drives: &Search, fs_types: &[&str]) -> Result<Option
     drives.poll_until("an OVF provisioning disc (ovf-env.xml)", &never, || {
         let candidates: Vec<Drive> = drives.scan(|s| fs_types.contains(&s.fs_type.as_str()));
         for d in candidates {
-            if !disc_ready(&d.device) {
+            if !blockdev::cdrom_disc_ready(&d.device) {
                 continue;
             }
             let mut opened = match configdrive::open(&d) {
@@ -97,9 +72,6 @@ impl Provider for Azure {
     }
 
     fn fetch_config(&self, fetcher: &Fetcher) -> Result<Option<Vec<u8>>, Error> {
-        if fetcher.options().offline {
-            return Err(Error::NeedsNetwork);
-        }
         let mut res = util::request(self.url.clone(), &[("Metadata", "true")]);
         res.retry_statuses = vec![404, 410, 429];
         let data = util::fetch(fetcher, &res, NotFound::Empty)?.unwrap_or_default();

@@ -4,9 +4,10 @@
 //! In parallel:
 //! - config drives labelled `config-2` and `CONFIG-2`: `cloudstack/userdata/user_data.txt`
 //!   (a missing file means no config);
-//! - the metadata service on the DHCP server: `SERVER_ADDRESS` from systemd-networkd's lease
-//!   file `/run/systemd/netif/leases/<ifindex>` of the first non-loopback interface that has
-//!   one, then `GET http://<server>/latest/user-data` (404 means no config).
+//! - the metadata service on the DHCP server: the server of the lease Ember took itself when
+//!   it brought the network up, else `SERVER_ADDRESS` from systemd-networkd's lease file
+//!   `/run/systemd/netif/leases/<ifindex>` of the first non-loopback interface that has one,
+//!   then `GET http://<server>/latest/user-data` (404 means no config).
 //!
 //! First answer wins; when every source fails there is no config. The waits for drives and
 //! for a lease are bounded by [`super::Endpoints::drive_wait`]. Offline: needs the network.
@@ -26,6 +27,7 @@ pub struct CloudStack {
     leases_dir: PathBuf,
     sys_dir: PathBuf,
     port: u16,
+    dhcp_server: Option<String>,
 }
 
 impl CloudStack {
@@ -37,7 +39,15 @@ impl CloudStack {
             leases_dir,
             sys_dir,
             port,
+            dhcp_server: None,
         }
+    }
+
+    /// The DHCP server of a lease already known (Ember's own DHCP at boot): used before the
+    /// lease files, without waiting.
+    pub fn with_dhcp_server(mut self, server: Option<String>) -> Self {
+        self.dhcp_server = server.filter(|s| !s.is_empty() && s != "0.0.0.0");
+        self
     }
 }
 
@@ -95,18 +105,25 @@ impl Provider for CloudStack {
         }
         let mut sources = configdrive::race_sources(&self.drives, DRIVE_PATH);
         let f = Arc::new(Fetcher::new(fetcher.options().clone())?);
-        let (drives, sys, leases, port) = (
+        let (drives, sys, leases, port, known) = (
             self.drives.clone(),
             self.sys_dir.clone(),
             self.leases_dir.clone(),
             self.port,
+            self.dhcp_server.clone(),
         );
         sources.push((
             "metadata service".into(),
             Box::new(move |cancel| {
-                let server = drives.poll_until("a DHCP lease naming a server", cancel, || {
-                    dhcp_server(&sys, &leases)
-                })?;
+                let server = match known {
+                    Some(s) => {
+                        log::info!("cloudstack: DHCP server of Ember's lease is {s}");
+                        s
+                    }
+                    None => drives.poll_until("a DHCP lease naming a server", cancel, || {
+                        dhcp_server(&sys, &leases)
+                    })?,
+                };
                 let host = if server.contains(':') {
                     format!("[{server}]")
                 } else {
@@ -121,13 +138,7 @@ impl Provider for CloudStack {
                 util::fetch(&f, &util::request(url, &[]), NotFound::Empty)
             }),
         ));
-        match util::race(sources) {
-            Ok(data) => Ok(data.and_then(util::non_empty)),
-            Err(_) => {
-                log::warn!("no config source answered; using no config");
-                Ok(None)
-            }
-        }
+        Ok(util::race_or_no_config(sources))
     }
 }
 

@@ -2,7 +2,9 @@
 //!
 //! - `ignition.config.url=URL`: the config is fetched from URL (no hash to check);
 //! - `ignition.config.device=LABEL` with `ignition.config.path=PATH`: the filesystem labelled
-//!   LABEL is waited for (at most 30 s), mounted read-only, and PATH read from it.
+//!   LABEL is waited for (at most 30 s), mounted read-only (nodev, nosuid, noexec) with the
+//!   config drives' code ([`super::configdrive`]), and PATH read from it; a missing PATH is
+//!   an error.
 //!
 //! Arguments are split on whitespace and the last occurrence of a key wins. A URL takes
 //! precedence over a device (with a warning). A device without a path, or a path without a
@@ -13,10 +15,11 @@
 //! config".
 
 use std::path::{Component, Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
+use super::configdrive;
 use crate::fetch;
-use crate::system::{devnames, mounts, probe, rootfs};
 
 pub const URL_KEY: &str = "ignition.config.url";
 pub const DEVICE_KEY: &str = "ignition.config.device";
@@ -50,25 +53,15 @@ pub enum Error {
     NotFound { url: String },
     #[error("no filesystem labelled {label:?} appeared within {secs} s")]
     DeviceTimeout { label: String, secs: u64 },
-    #[error("cannot tell the filesystem type of {device}")]
-    UnknownFilesystem { device: PathBuf },
-    #[error("probing {device}")]
-    Probe {
-        device: PathBuf,
-        #[source]
-        source: probe::Error,
-    },
-    #[error("creating a mount point")]
-    MountPoint(#[source] std::io::Error),
-    #[error("mounting the config device")]
-    Mount(#[source] mounts::Error),
     #[error("reading {path} from the filesystem labelled {label:?}")]
     ReadConfig {
         label: String,
         path: String,
         #[source]
-        source: Box<rootfs::Error>,
+        source: Box<super::Error>,
     },
+    #[error("{path} does not exist on the filesystem labelled {label:?}")]
+    MissingPath { label: String, path: String },
 }
 
 impl Error {
@@ -193,6 +186,8 @@ pub fn fetch(src: &Source, fetcher: &fetch::Fetcher) -> Result<Option<Vec<u8>>, 
     }
 }
 
+/// Waits for the filesystem labelled `label` and reads `path` from it (mounted read-only,
+/// nodev, nosuid, noexec; see [`configdrive`]).
 fn read_from_device(src: &Source, label: &str, path: &str) -> Result<Vec<u8>, Error> {
     let mut comps = Path::new(label).components();
     if !matches!(
@@ -203,76 +198,32 @@ fn read_from_device(src: &Source, label: &str, path: &str) -> Result<Vec<u8>, Er
             label: label.into(),
         });
     }
-    let names = devnames::DevNames {
-        dev: src.dev_dir.clone(),
+    let search = configdrive::Search {
+        dev_dir: src.dev_dir.clone(),
+        wait: src.device_wait,
+        poll: Duration::from_millis(250),
     };
-    let link = src
-        .dev_dir
-        .join("disk/by-label")
-        .join(devnames::encode(label));
-    log::info!(
-        "waiting up to {} s for {}",
-        src.device_wait.as_secs(),
-        link.display()
-    );
-    let start = Instant::now();
-    let device = loop {
-        match names.resolve(&link) {
-            Ok(d) => break d,
-            Err(e) => {
-                if start.elapsed() >= src.device_wait {
-                    log::debug!("last lookup of {}: {e}", link.display());
-                    return Err(Error::DeviceTimeout {
-                        label: label.into(),
-                        secs: src.device_wait.as_secs(),
-                    });
-                }
-                std::thread::sleep(Duration::from_millis(250));
-            }
-        }
+    let read_failed = |e: super::Error| Error::ReadConfig {
+        label: label.into(),
+        path: path.into(),
+        source: Box::new(e),
     };
-    let fs_type = probe::probe_path(&device)
-        .map_err(|source| Error::Probe {
-            device: device.clone(),
-            source,
-        })?
-        .map(|s| s.fs_type)
-        .ok_or_else(|| Error::UnknownFilesystem {
-            device: device.clone(),
-        })?;
-    let mnt = tempdir().map_err(Error::MountPoint)?;
-    let guard = mounts::MountGuard::mount(&device, &mnt, &fs_type, &["ro"]);
-    let result = match guard {
-        Ok(guard) => {
-            let r = rootfs::Root::open(&mnt)
-                .and_then(|root| root.read_file_follow(path))
-                .map_err(|source| Error::ReadConfig {
-                    label: label.into(),
-                    path: path.into(),
-                    source: Box::new(source),
-                });
-            if let Err(e) = guard.unmount() {
-                log::warn!("unmounting the config device: {e}");
-            }
-            r
+    let drive = match search.wait_for_label(label, &AtomicBool::new(false)) {
+        Ok(d) => d,
+        Err(super::Error::Timeout { .. }) => {
+            return Err(Error::DeviceTimeout {
+                label: label.into(),
+                secs: src.device_wait.as_secs(),
+            })
         }
-        Err(e) => Err(Error::Mount(e)),
+        Err(e) => return Err(read_failed(e)),
     };
-    let _ = std::fs::remove_dir(&mnt);
-    result
-}
-
-fn tempdir() -> std::io::Result<PathBuf> {
-    let base = std::env::temp_dir();
-    for i in 0..100u32 {
-        let p = base.join(format!("ember-config-{}-{i}", std::process::id()));
-        match std::fs::create_dir(&p) {
-            Ok(()) => return Ok(p),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(std::io::Error::other("no free mount point name"))
+    configdrive::read_file(&drive, path)
+        .map_err(read_failed)?
+        .ok_or_else(|| Error::MissingPath {
+            label: label.into(),
+            path: path.into(),
+        })
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::{iso9660, util, Error};
+use super::{iso9660, util, Error, MAX_CONFIG_SIZE};
 use crate::system::blockdev::SysBlock;
 use crate::system::mounts::{self, MountGuard};
 use crate::system::rootfs::Root;
@@ -202,19 +202,37 @@ impl TempMount {
         &self.dir
     }
 
-    /// Reads `rel` (resolved inside the drive); `Ok(None)` when it does not exist.
+    /// Reads `rel` (resolved inside the drive); `Ok(None)` when it does not exist. A file
+    /// larger than [`MAX_CONFIG_SIZE`] is an error (checked before reading).
     pub fn read(&self, rel: &str) -> Result<Option<Vec<u8>>, Error> {
         let root = Root::open(&self.dir).map_err(|e| Error::Drive {
             what: format!("opening {}", self.dir.display()),
             source: Some(Box::new(e)),
         })?;
+        let failed = |e: crate::system::rootfs::Error| Error::Drive {
+            what: format!("reading {rel} from the drive"),
+            source: Some(Box::new(e)),
+        };
+        match root.stat_follow(rel) {
+            Ok(None) => return Ok(None),
+            Ok(Some(st)) if st.size > MAX_CONFIG_SIZE => {
+                return Err(Error::Drive {
+                    what: format!(
+                        "{rel} on the drive is {} bytes, larger than the {MAX_CONFIG_SIZE} bytes \
+                         a config may have",
+                        st.size
+                    ),
+                    source: None,
+                })
+            }
+            Ok(Some(_)) => {}
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(failed(e)),
+        }
         match root.read_file_follow(rel) {
             Ok(data) => Ok(Some(data)),
             Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(Error::Drive {
-                what: format!("reading {rel} from the drive"),
-                source: Some(Box::new(e)),
-            }),
+            Err(e) => Err(failed(e)),
         }
     }
 
@@ -274,7 +292,15 @@ pub fn open(drive: &Drive) -> Result<Opened, Error> {
             );
             iso9660::Image::open(&drive.device)
                 .map(Opened::Image)
-                .map_err(|_| e)
+                .map_err(|direct| {
+                    // The mount error says more to most readers; keep why the image failed.
+                    log::warn!(
+                        "reading {} as an ISO 9660 image failed too: {}",
+                        drive.device.display(),
+                        util::chain(&direct)
+                    );
+                    e
+                })
         }
         Err((_, e)) => Err(e),
     }
@@ -304,6 +330,35 @@ pub fn race_sources(drives: &Search, path: &'static str) -> Vec<(String, util::S
         .collect()
 }
 
+/// A wait that ran out as "nothing there" (`Ok(None)`), for platforms where a missing drive
+/// means no config (ibmcloud, proxmoxve); other errors stay errors.
+pub fn timeout_means_none<T>(r: Result<T, Error>) -> Result<Option<T>, Error> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(Error::Timeout { what, wait }) => {
+            log::info!("{what} did not appear within {wait:?}; no config");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A platform whose config is [`openstack_user_data`] (nutanix, powervs). Works offline.
+pub struct OpenStackDrive {
+    pub id: &'static str,
+    pub drives: Search,
+}
+
+impl super::Provider for OpenStackDrive {
+    fn id(&self) -> &'static str {
+        self.id
+    }
+
+    fn fetch_config(&self, _fetcher: &crate::fetch::Fetcher) -> Result<Option<Vec<u8>>, Error> {
+        openstack_user_data(&self.drives)
+    }
+}
+
 /// `openstack/latest/user_data` on the drive labelled `config-2`, empty meaning no config: the
 /// whole of the nutanix and powervs providers.
 pub fn openstack_user_data(drives: &Search) -> Result<Option<Vec<u8>>, Error> {
@@ -330,6 +385,27 @@ pub fn read_from_label(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_past_the_limit_is_refused_before_reading() {
+        let dir = std::env::temp_dir().join(format!("ember-cd-big-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("d")).unwrap();
+        std::fs::write(dir.join("d/small"), b"{}").unwrap();
+        // Sparse: nothing is written, and nothing would be read if the check works.
+        let big = std::fs::File::create(dir.join("d/big")).unwrap();
+        big.set_len(MAX_CONFIG_SIZE + 1).unwrap();
+        let m = TempMount {
+            guard: None,
+            dir: dir.clone(),
+        };
+        assert_eq!(m.read("d/small").unwrap().as_deref(), Some(&b"{}"[..]));
+        assert_eq!(m.read("d/missing").unwrap(), None);
+        let err = m.read("d/big").unwrap_err();
+        assert!(err.to_string().contains("larger than"), "{err}");
+        assert!(err.to_string().contains("d/big"), "{err}");
+        drop(m);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn waits_are_bounded_and_cancellable() {

@@ -53,10 +53,13 @@ fn token(fetcher: &Fetcher, base: &str) -> Result<Option<(String, Option<Instant
     if t.access_token.is_empty() {
         return Ok(None);
     }
-    let expires = t
-        .expires_in
-        .map(|s| Instant::now() + Duration::from_secs(s));
-    Ok(Some((t.access_token, expires)))
+    Ok(Some((t.access_token, expiry(Instant::now(), t.expires_in))))
+}
+
+/// When a token given at `now` for `expires_in` seconds expires; `None` (never) when there is
+/// no lifetime or it is too far away for an [`Instant`].
+fn expiry(now: Instant, expires_in: Option<u64>) -> Option<Instant> {
+    expires_in.and_then(|s| now.checked_add(Duration::from_secs(s)))
 }
 
 type Cached = Option<(String, Option<Instant>)>;
@@ -120,5 +123,22 @@ impl Provider for Gcp {
                 }
             }
         }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_lifetimes() {
+        let now = Instant::now();
+        assert_eq!(
+            expiry(now, Some(3599)),
+            Some(now + Duration::from_secs(3599))
+        );
+        assert_eq!(expiry(now, None), None);
+        // Too far away to represent: treated as never expiring, not a panic.
+        assert_eq!(expiry(now, Some(u64::MAX)), None);
     }
 }

@@ -31,7 +31,7 @@ pub fn parse_pool(data: &[u8]) -> Result<Vec<(String, Vec<u8>)>, Error> {
     Ok(data
         .chunks_exact(RECORD_SIZE)
         .map(|r| {
-            let key = util::trim_trailing_nuls(cut_at_nul(&r[..KEY_SIZE]));
+            let key = cut_at_nul(&r[..KEY_SIZE]);
             let value = cut_at_nul(&r[KEY_SIZE..]);
             (String::from_utf8_lossy(&key).into_owned(), value)
         })

@@ -25,13 +25,9 @@ impl Provider for IbmCloud {
 
     fn fetch_config(&self, _fetcher: &Fetcher) -> Result<Option<Vec<u8>>, Error> {
         let never = AtomicBool::new(false);
-        match configdrive::read_from_label(&self.drives, "cidata", "user-data", &never) {
-            Ok(data) => Ok(data.and_then(util::non_empty)),
-            Err(Error::Timeout { what, wait }) => {
-                log::info!("{what} did not appear within {wait:?}; no config");
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        }
+        let read = configdrive::read_from_label(&self.drives, "cidata", "user-data", &never);
+        Ok(configdrive::timeout_means_none(read)?
+            .flatten()
+            .and_then(util::non_empty))
     }
 }

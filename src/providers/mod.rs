@@ -1,5 +1,8 @@
 //! Platform providers: where a machine's config comes from. One file per platform, all behind
-//! [`Provider`], chosen by Ignition's platform ids with one closed `match` ([`get`]).
+//! [`Provider`], chosen by Ignition's platform ids with one closed `match` ([`get`]); the
+//! platforms whose config is one GET of their metadata service ([`util::UserData`]) or the
+//! user data of an OpenStack config drive ([`configdrive::OpenStackDrive`]) are built in
+//! [`get`] instead.
 //!
 //! Providers only return data: `Ok(Some(bytes))`, `Ok(None)` for "no config here" (the engine
 //! then uses an empty config), or an error. They never write to the machine. Their endpoints
@@ -7,12 +10,11 @@
 //! servers on 127.0.0.1, fake sysfs trees and loop devices, with short waits.
 //!
 //! Shared pieces: [`configdrive`] (find a filesystem by label or type without udev, mount it
-//! read-only, read one file, unmount), [`util`] (base64, gzip sniffing, the HTTP helpers, a
-//! small HTTP/1.1 client over raw sockets for the two platforms the fetcher cannot serve, and
-//! the "first source to answer wins" race). See docs/providers.md for the per-platform rules.
+//! read-only, read one file, unmount), [`util`] (base64, gzip sniffing, the HTTP helpers and
+//! the "first source to answer wins" race), [`rawhttp`] (sockets the fetcher cannot open, for
+//! the two platforms that need them). See docs/providers.md for the per-platform rules.
 
 pub mod akamai;
-pub mod aliyun;
 pub mod applehv;
 pub mod aws;
 pub mod azure;
@@ -21,32 +23,25 @@ pub mod brightbox;
 pub mod cloudstack;
 pub mod cmdline;
 pub mod configdrive;
-pub mod digitalocean;
-pub mod exoscale;
 pub mod file;
 pub mod gcp;
-pub mod hetzner;
 pub mod hyperv;
 pub mod ibmcloud;
 pub mod iso9660;
 pub mod kubevirt;
 pub mod metal;
-pub mod nutanix;
 pub mod nvidiabluefield;
 pub mod openstack;
 pub mod oraclecloud;
 pub mod packet;
-pub mod powervs;
 pub mod proxmoxve;
 pub mod qemu;
 pub mod rawhttp;
 pub mod scaleway;
 pub mod system;
-pub mod upcloud;
 pub mod util;
 pub mod virtualbox;
 pub mod vmware;
-pub mod vultr;
 pub mod zvm;
 
 use std::path::PathBuf;
@@ -96,8 +91,6 @@ pub enum Error {
     /// The source needs the network and the fetcher is offline (fetch-offline).
     #[error("fetching the config needs the network")]
     NeedsNetwork,
-    #[error("platform {0:?} is not supported by this build")]
-    Unsupported(String),
     /// A platform Ember knows but cannot read in this build (no device or kernel channel).
     #[error("platform {platform} not supported by this build: {reason}")]
     NotSupported {
@@ -186,6 +179,9 @@ pub struct Endpoints {
     pub sys_dir: PathBuf,
     /// systemd-networkd's DHCP leases (`/run/systemd/netif/leases`), for cloudstack.
     pub leases_dir: PathBuf,
+    /// The DHCP server of the lease Ember took itself when it brought the network up (boot);
+    /// cloudstack uses it before networkd's lease files.
+    pub dhcp_server: Option<String>,
     /// The program that loads kernel modules (`modprobe`).
     pub modprobe: PathBuf,
     /// applehv's vsock peer: CID (2, the host) and port (1024).
@@ -217,6 +213,7 @@ impl Default for Endpoints {
             dev_dir: PathBuf::from("/dev"),
             sys_dir: PathBuf::from("/sys"),
             leases_dir: PathBuf::from("/run/systemd/netif/leases"),
+            dhcp_server: None,
             modprobe: PathBuf::from("modprobe"),
             vsock_cid: applehv::HOST_CID,
             vsock_port: applehv::PORT,
@@ -262,10 +259,25 @@ pub trait Provider: Send + Sync {
 
 /// The provider for a platform id.
 pub fn get(id: &str, ep: &Endpoints) -> Result<Box<dyn Provider>, Error> {
-    let md = ep.metadata.as_str();
+    let md = ep.metadata.trim_end_matches('/');
+    let user_data = |id: &'static str, base: &str, path: &str, not_found| -> Box<dyn Provider> {
+        Box::new(util::UserData {
+            id,
+            url: format!("{}{path}", base.trim_end_matches('/')),
+            not_found,
+        })
+    };
+    let drive = |id: &'static str| -> Box<dyn Provider> {
+        Box::new(configdrive::OpenStackDrive {
+            id,
+            drives: ep.drives(ep.drive_wait),
+        })
+    };
+    use util::NotFound::{Empty, Error as Fails};
     Ok(match id {
         "akamai" => Box::new(akamai::Akamai::new(md)),
-        "aliyun" => Box::new(aliyun::Aliyun::new(&ep.aliyun)),
+        // Alibaba Cloud, at its own address.
+        "aliyun" => user_data("aliyun", &ep.aliyun, "/latest/user-data", Empty),
         "applehv" => Box::new(applehv::AppleHv::new(
             ep.vsock_cid,
             ep.vsock_port,
@@ -276,22 +288,26 @@ pub fn get(id: &str, ep: &Endpoints) -> Result<Box<dyn Provider>, Error> {
         "azure" => Box::new(azure::Azure::new(md, ep.drives(ep.drive_wait))),
         "azurestack" => Box::new(azurestack::AzureStack::new(ep.drives(ep.drive_wait))),
         "brightbox" => Box::new(brightbox::Brightbox::new(openstack::Sources::new(ep))),
-        "cloudstack" => Box::new(cloudstack::CloudStack::new(
-            ep.drives(ep.drive_wait),
-            ep.leases_dir.clone(),
-            ep.sys_dir.clone(),
-            ep.cloudstack_port,
-        )),
-        "digitalocean" => Box::new(digitalocean::DigitalOcean::new(md)),
-        "exoscale" => Box::new(exoscale::Exoscale::new(md)),
+        "cloudstack" => Box::new(
+            cloudstack::CloudStack::new(
+                ep.drives(ep.drive_wait),
+                ep.leases_dir.clone(),
+                ep.sys_dir.clone(),
+                ep.cloudstack_port,
+            )
+            .with_dhcp_server(ep.dhcp_server.clone()),
+        ),
+        // A 404 is an error, as in Ignition.
+        "digitalocean" => user_data("digitalocean", md, "/metadata/v1/user-data", Fails),
+        "exoscale" => user_data("exoscale", md, "/1.0/user-data", Empty),
         "file" => Box::new(file::File::new(ep.config_file.clone())),
         "gcp" => Box::new(gcp::Gcp::new(md, ep.metadata_timeout)),
-        "hetzner" => Box::new(hetzner::Hetzner::new(md)),
+        "hetzner" => user_data("hetzner", md, "/hetzner/v1/userdata", Empty),
         "hyperv" => Box::new(hyperv::HyperV),
         "ibmcloud" => Box::new(ibmcloud::IbmCloud::new(ep.drives(ep.cidata_wait))),
         "kubevirt" => Box::new(kubevirt::KubeVirt::new(ep.drives(ep.drive_wait))),
         "metal" => Box::new(metal::Metal),
-        "nutanix" => Box::new(nutanix::Nutanix::new(ep.drives(ep.drive_wait))),
+        "nutanix" => drive("nutanix"),
         "nvidiabluefield" => Box::new(nvidiabluefield::NvidiaBlueField::new(
             ep.sys_dir.clone(),
             ep.modprobe.clone(),
@@ -299,14 +315,14 @@ pub fn get(id: &str, ep: &Endpoints) -> Result<Box<dyn Provider>, Error> {
         "openstack" => Box::new(openstack::OpenStack::new(openstack::Sources::new(ep))),
         "oraclecloud" => Box::new(oraclecloud::OracleCloud::new(md)),
         "packet" => Box::new(packet::Packet::new(&ep.packet, ep.metadata_timeout)),
-        "powervs" => Box::new(powervs::PowerVs::new(ep.drives(ep.drive_wait))),
+        "powervs" => drive("powervs"),
         "proxmoxve" => Box::new(proxmoxve::ProxmoxVe::new(ep.drives(ep.cidata_wait))),
         "qemu" => Box::new(qemu::Qemu::new(ep.sys_dir.clone(), ep.modprobe.clone())),
         "scaleway" => Box::new(scaleway::Scaleway::new(&ep.scaleway)),
-        "upcloud" => Box::new(upcloud::UpCloud::new(md)),
+        "upcloud" => user_data("upcloud", md, "/metadata/v1/user_data", Empty),
         "virtualbox" => Box::new(virtualbox::VirtualBox),
         "vmware" => Box::new(vmware::VmWare),
-        "vultr" => Box::new(vultr::Vultr::new(md)),
+        "vultr" => user_data("vultr", md, "/user-data/user-data", Empty),
         "zvm" => Box::new(zvm::Zvm),
         p => return Err(Error::UnknownPlatform(p.into())),
     })

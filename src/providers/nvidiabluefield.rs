@@ -39,7 +39,7 @@ impl Provider for NvidiaBlueField {
         let mut data = Vec::new();
         match std::fs::File::open(&fifo) {
             Ok(f) => f
-                .take(MAX_CONFIG_SIZE)
+                .take(MAX_CONFIG_SIZE + 1)
                 .read_to_end(&mut data)
                 .map_err(|source| Error::Io {
                     path: fifo.clone(),
@@ -51,6 +51,39 @@ impl Provider for NvidiaBlueField {
             }
             Err(source) => return Err(Error::Io { path: fifo, source }),
         };
+        if data.len() as u64 > MAX_CONFIG_SIZE {
+            return Err(Error::Malformed {
+                what: format!(
+                    "the boot FIFO {} holds more than {MAX_CONFIG_SIZE} bytes",
+                    fifo.display()
+                ),
+            });
+        }
         Ok(util::non_empty(util::trim_nuls(&data)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_overfull_fifo_is_an_error_not_a_cut_config() {
+        let dir = std::env::temp_dir().join(format!("ember-bf-{}", std::process::id()));
+        let dev = dir.join("bus/platform/devices/MLNXBF04:00");
+        std::fs::create_dir_all(&dev).unwrap();
+        let fifo = std::fs::File::create(dev.join("bootfifo")).unwrap();
+        fifo.set_len(MAX_CONFIG_SIZE + 1).unwrap();
+        let fetcher = Fetcher::new(crate::fetch::Options {
+            system_ca_files: Some(Vec::new()),
+            ..crate::fetch::Options::default()
+        })
+        .unwrap();
+        let p = NvidiaBlueField::new(dir.clone(), PathBuf::from("/nonexistent/modprobe"));
+        let err = p.fetch_config(&fetcher).unwrap_err();
+        assert!(err.to_string().contains("more than"), "{err}");
+        fifo.set_len(0).unwrap();
+        assert_eq!(p.fetch_config(&fetcher).unwrap(), None);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

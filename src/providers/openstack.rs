@@ -103,13 +103,7 @@ impl Sources {
                 Box::new(move |_| util::fetch(&f, &util::request(url, &[]), NotFound::Empty)),
             ));
         }
-        match util::race(sources) {
-            Ok(data) => Ok(data.and_then(util::non_empty)),
-            Err(_) => {
-                log::warn!("no config source answered; using no config");
-                Ok(None)
-            }
-        }
+        Ok(util::race_or_no_config(sources))
     }
 }
 

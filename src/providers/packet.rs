@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use super::util::{self, NotFound};
 use super::{Error, Provider};
+use crate::config::marshal::write_string;
 use crate::fetch::{Fetcher, Method};
 
 pub struct Packet {
@@ -82,29 +83,12 @@ pub fn status_body(stage: &str, error: Option<&str>) -> String {
             format!("[{stage}] Ignition status: finished successfully"),
         ),
     };
-    // Field order as in Ignition's struct: state, then message.
-    let quote = |s: &str| serde_json::Value::from(s).to_string();
-    go_escape(&format!(
-        "{{\"state\":{},\"message\":{}}}",
-        quote(state),
-        quote(&message)
-    ))
-}
-
-/// Go's `encoding/json` escapes `<`, `>`, `&`, U+2028 and U+2029 in strings; serde_json does
-/// not. In serialized JSON these characters can only occur inside strings.
-fn go_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '<' => out.push_str("\\u003c"),
-            '>' => out.push_str("\\u003e"),
-            '&' => out.push_str("\\u0026"),
-            '\u{2028}' => out.push_str("\\u2028"),
-            '\u{2029}' => out.push_str("\\u2029"),
-            c => out.push(c),
-        }
-    }
+    // Field order as in Ignition's struct: state, then message; strings escaped as Go does.
+    let mut out = String::from("{\"state\":");
+    write_string(&mut out, state);
+    out.push_str(",\"message\":");
+    write_string(&mut out, &message);
+    out.push('}');
     out
 }
 

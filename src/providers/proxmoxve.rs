@@ -32,13 +32,10 @@ impl Provider for ProxmoxVe {
 
     fn fetch_config(&self, _fetcher: &Fetcher) -> Result<Option<Vec<u8>>, Error> {
         let never = AtomicBool::new(false);
-        let drive = match self.drives.wait_for_label("cidata", &never) {
-            Ok(d) => d,
-            Err(Error::Timeout { what, wait }) => {
-                log::info!("{what} did not appear within {wait:?}; no config");
-                return Ok(None);
-            }
-            Err(e) => return Err(e),
+        let Some(drive) =
+            configdrive::timeout_means_none(self.drives.wait_for_label("cidata", &never))?
+        else {
+            return Ok(None);
         };
         let mut opened = configdrive::open(&drive)?;
         for file in ["user-data", "vendor-data"] {

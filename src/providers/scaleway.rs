@@ -4,9 +4,11 @@
 //! HTTP client ([`super::rawhttp`]). A 404 or an empty body means no config.
 //!
 //! Retries follow the fetcher's rules: transport errors and 5xx are retried with backoff from
-//! 200 ms doubling to 5 s, until the fetcher's total timeout or retry deadline; a port that
-//! is taken is replaced by another at once. Each attempt is bounded by the fetcher's
-//! response-headers timeout (10 s if it is zero). Offline: needs the network.
+//! 200 ms doubling to 5 s (give or take the fetcher's jitter), until the fetcher's total
+//! timeout or retry deadline; a port that is taken is replaced by another at once. The
+//! connect and each read of an attempt are bounded by the fetcher's response-headers timeout
+//! (10 s if it is zero), the whole attempt by [`rawhttp::EXCHANGE_LIMIT`] (or that timeout if
+//! longer) and the overall limit. Offline: needs the network.
 
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
@@ -57,11 +59,12 @@ fn random_privileged_port() -> u16 {
 fn attempt(
     peer: SocketAddrV4,
     timeout: Duration,
+    until: Instant,
     headers: &[(&str, &str)],
 ) -> Result<Option<rawhttp::Response>, Error> {
     let port = random_privileged_port();
-    let mut sock = match Socket::tcp_from_port(peer, port, timeout) {
-        Ok(s) => s,
+    let sock = match Socket::tcp_from_port(peer, port, timeout) {
+        Ok(s) => s.with_deadline(until),
         Err(Error::Socket { source, .. }) if source.kind() == std::io::ErrorKind::AddrInUse => {
             log::debug!("scaleway: local port {port} is taken");
             return Ok(None);
@@ -74,20 +77,14 @@ fn attempt(
     } else {
         peer.to_string()
     };
-    rawhttp::get(
-        &mut sock,
-        &host,
-        PATH,
-        headers,
-        &format!("http://{host}{PATH}"),
-    )
-    .map(Some)
+    rawhttp::get(sock, &host, PATH, headers, &format!("http://{host}{PATH}")).map(Some)
 }
 
 fn retryable(e: &Error) -> bool {
     match e {
         Error::Socket { source, .. } => source.kind() != std::io::ErrorKind::PermissionDenied,
         Error::Http { .. } => true,
+        Error::Fetch(e) => e.is_retryable(),
         _ => false,
     }
 }
@@ -126,7 +123,11 @@ impl Provider for Scaleway {
         loop {
             n += 1;
             log::info!("fetching http://{peer}{PATH} from a privileged port: attempt #{n}");
-            let (err, retry) = match attempt(peer, per_attempt, &headers) {
+            let mut until = Instant::now() + rawhttp::EXCHANGE_LIMIT.max(per_attempt);
+            if let Some(l) = limit {
+                until = until.min(start + l);
+            }
+            let (err, retry) = match attempt(peer, per_attempt, until, &headers) {
                 Ok(None) if port_tries < MAX_PORT_TRIES => {
                     port_tries += 1;
                     continue;
@@ -154,15 +155,16 @@ impl Provider for Scaleway {
                     (e, r)
                 }
             };
-            if !retry || limit.is_some_and(|l| start.elapsed() + backoff >= l) {
+            let delay = fetch::jitter(backoff);
+            if !retry || limit.is_some_and(|l| start.elapsed() + delay >= l) {
                 return Err(err);
             }
             log::warn!(
                 "scaleway: {}; retrying in {} ms",
                 util::chain(&err),
-                backoff.as_millis()
+                delay.as_millis()
             );
-            std::thread::sleep(backoff);
+            std::thread::sleep(delay);
             backoff = (backoff * 2).min(Duration::from_secs(5));
         }
     }

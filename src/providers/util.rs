@@ -101,21 +101,35 @@ pub fn request(url: impl Into<String>, headers: &[(&str, &str)]) -> Resource {
 }
 
 /// Fetches a metadata resource: `Ok(None)` on 404 when `not_found` is [`NotFound::Empty`].
-/// Offline fetchers answer [`Error::NeedsNetwork`] before anything is sent.
+/// Offline fetchers answer "needs network" ([`Error::needs_network`]) before anything is
+/// sent. Errors name the URL the way the fetcher does (no userinfo or query).
 pub fn fetch(
     fetcher: &Fetcher,
     res: &Resource,
     not_found: NotFound,
 ) -> Result<Option<Vec<u8>>, Error> {
-    if fetcher.options().offline {
-        return Err(Error::NeedsNetwork);
+    Ok(match not_found {
+        NotFound::Empty => fetcher.fetch_bytes(res, MAX_CONFIG_SIZE)?,
+        NotFound::Error => Some(fetcher.fetch_limited(res, MAX_CONFIG_SIZE)?),
+    })
+}
+
+/// A platform whose config is one GET of its metadata service: the user data at `url`, a 404
+/// per `not_found`, an empty body meaning no config (aliyun, digitalocean, exoscale, hetzner,
+/// upcloud, vultr; see docs/providers.md).
+pub struct UserData {
+    pub id: &'static str,
+    pub url: String,
+    pub not_found: NotFound,
+}
+
+impl super::Provider for UserData {
+    fn id(&self) -> &'static str {
+        self.id
     }
-    match fetcher.fetch_bytes(res, MAX_CONFIG_SIZE)? {
-        Some(data) => Ok(Some(data)),
-        None if not_found == NotFound::Empty => Ok(None),
-        None => Err(Error::Fetch(fetch::Error::NotFound {
-            url: res.source.clone(),
-        })),
+
+    fn fetch_config(&self, fetcher: &Fetcher) -> Result<Option<Vec<u8>>, Error> {
+        fetch_user_data(fetcher, self.url.clone(), &[], self.not_found)
     }
 }
 
@@ -153,6 +167,18 @@ pub fn bounded_fetcher(
 
 /// One source of a [`race`]: it should give up when the flag becomes true.
 pub type Source = Box<dyn FnOnce(&AtomicBool) -> Result<Option<Vec<u8>>, Error> + Send>;
+
+/// [`race`] where every source failing means no config, as in Ignition (openstack, brightbox,
+/// cloudstack); an empty answer is no config too.
+pub fn race_or_no_config(sources: Vec<(String, Source)>) -> Option<Vec<u8>> {
+    match race(sources) {
+        Ok(data) => data.and_then(non_empty),
+        Err(_) => {
+            log::warn!("no config source answered; using no config");
+            None
+        }
+    }
+}
 
 /// Runs every source on its own thread; the first to answer `Ok` (config or no config) wins,
 /// and the others are told to stop (their threads are not waited for: a metadata request
@@ -310,5 +336,53 @@ mod tests {
         let mut names: Vec<_> = errs.iter().map(|(n, _)| n.as_str()).collect();
         names.sort();
         assert_eq!(names, ["a", "b"]);
+    }
+
+    #[test]
+    fn a_missing_resource_is_named_without_secrets() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut head = Vec::new();
+            let mut b = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                std::io::Read::read_exact(&mut s, &mut b).unwrap();
+                head.push(b[0]);
+            }
+            std::io::Write::write_all(
+                &mut s,
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
+            )
+            .unwrap();
+        });
+        let fetcher = Fetcher::new(fetch::Options {
+            system_ca_files: Some(Vec::new()),
+            ..fetch::Options::default()
+        })
+        .unwrap();
+        let res = request(format!("http://user:hunter2@{addr}/data?token=s3cret"), &[]);
+        let err = fetch(&fetcher, &res, NotFound::Error).unwrap_err();
+        server.join().unwrap();
+        let shown = chain(&err);
+        assert!(
+            matches!(err, Error::Fetch(fetch::Error::NotFound { .. })),
+            "{shown}"
+        );
+        assert!(shown.contains("/data"), "{shown}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("s3cret"),
+            "{shown}"
+        );
+
+        let offline = Fetcher::new(fetch::Options {
+            offline: true,
+            system_ca_files: Some(Vec::new()),
+            ..fetch::Options::default()
+        })
+        .unwrap();
+        for nf in [NotFound::Empty, NotFound::Error] {
+            assert!(fetch(&offline, &res, nf).unwrap_err().needs_network());
+        }
     }
 }

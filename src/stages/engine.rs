@@ -94,6 +94,7 @@ impl Options {
         if let Some(h) = std::env::var_os("EMBER_KARGS_HELPER").filter(|v| !v.is_empty()) {
             settings.kargs_helper = PathBuf::from(h);
         }
+        let dhcp_server = settings.dhcp_server.clone();
         Options {
             stage,
             root: PathBuf::from("/"),
@@ -105,7 +106,10 @@ impl Options {
             dirs: SystemDirs::from_env(),
             cmdline: cmdline::Source::default(),
             endpoints: {
-                let mut e = Endpoints::default();
+                let mut e = Endpoints {
+                    dhcp_server,
+                    ..Endpoints::default()
+                };
                 // An empty IGNITION_CONFIG_FILE means the default, as in Ignition.
                 if e.config_file.as_os_str().is_empty() {
                     e.config_file = PathBuf::from("config.ign");

@@ -110,6 +110,8 @@ pub struct Settings {
     pub boot_id_path: PathBuf,
     /// Where device nodes are (`/dev`); tests point this elsewhere.
     pub dev_dir: PathBuf,
+    /// The DHCP server of the lease Ember took when it brought the network up (cloudstack).
+    pub dhcp_server: Option<String>,
 }
 
 /// The result file inside the root, written last on a first boot (the boot's stamp).
@@ -125,6 +127,7 @@ impl Settings {
             result_file: Some(PathBuf::from(RESULT_FILE)),
             boot_id_path: PathBuf::from("/proc/sys/kernel/random/boot_id"),
             dev_dir: PathBuf::from("/dev"),
+            dhcp_server: None,
         }
     }
 }

@@ -862,6 +862,29 @@ pub fn make_node(node: &Path, major: u32, minor: u32) -> Result<()> {
     Ok(())
 }
 
+/// Whether a device may hold a disc to read: a CD-ROM drive reporting a disc
+/// (`CDROM_DRIVE_STATUS` = `CDS_DISC_OK`), or not a CD-ROM at all (azure's OVF disc).
+pub fn cdrom_disc_ready(device: &Path) -> bool {
+    const CDROM_DRIVE_STATUS: libc::c_ulong = 0x5326;
+    const CDSL_CURRENT: libc::c_ulong = i32::MAX as libc::c_ulong;
+    const CDS_DISC_OK: libc::c_int = 4;
+    let Ok(f) = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(device)
+    else {
+        return false;
+    };
+    // SAFETY: CDROM_DRIVE_STATUS takes an integer slot argument and writes nothing.
+    let r = unsafe { libc::ioctl(f.as_raw_fd(), CDROM_DRIVE_STATUS as _, CDSL_CURRENT) };
+    if r < 0 {
+        // Not a CD-ROM driver (ENOTTY, EINVAL): an image or a disk; let the mount decide.
+        let e = std::io::Error::last_os_error().raw_os_error();
+        return matches!(e, Some(libc::ENOTTY) | Some(libc::EINVAL));
+    }
+    r == CDS_DISC_OK
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

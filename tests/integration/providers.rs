@@ -731,6 +731,19 @@ fn cloudstack_metadata_from_the_dhcp_server() {
     let start = Instant::now();
     assert_eq!(p.fetch_config(&fetcher()).unwrap(), None);
     assert!(start.elapsed() < Duration::from_secs(10));
+    // No lease file, but the lease Ember took itself names the server: used at once.
+    mock.on("GET", "/latest/user-data", vec![ok(CONFIG)]);
+    let ep = Endpoints {
+        dhcp_server: Some("127.0.0.1".into()),
+        drive_wait: Duration::from_secs(60),
+        ..ep
+    };
+    let start = Instant::now();
+    let got = provider("cloudstack", &ep)
+        .fetch_config(&fetcher())
+        .unwrap();
+    assert_eq!(got.as_deref(), Some(CONFIG));
+    assert!(start.elapsed() < Duration::from_secs(10));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -837,19 +850,19 @@ fn nvidiabluefield_bootfifo() {
 fn applehv_http_over_a_stream() {
     let mock = Mock::new();
     mock.on("GET", "/", vec![ok(CONFIG)]);
-    let mut s = std::net::TcpStream::connect(mock.server.addr).unwrap();
-    let got = providers::applehv::fetch_over(&mut s, "test").unwrap();
+    let s = std::net::TcpStream::connect(mock.server.addr).unwrap();
+    let got = providers::applehv::fetch_over(s, "test").unwrap();
     assert_eq!(got.as_deref(), Some(CONFIG));
     let req = &mock.requests()[0];
     assert_eq!(req.header("Host"), Some("d"));
     assert_eq!(req.header("Accept"), Some("application/json"));
     // Empty body: no config; other statuses: errors.
     mock.on("GET", "/", vec![ok("")]);
-    let mut s = std::net::TcpStream::connect(mock.server.addr).unwrap();
-    assert_eq!(providers::applehv::fetch_over(&mut s, "t").unwrap(), None);
+    let s = std::net::TcpStream::connect(mock.server.addr).unwrap();
+    assert_eq!(providers::applehv::fetch_over(s, "t").unwrap(), None);
     mock.on("GET", "/", vec![Reply::Status(500, vec![])]);
-    let mut s = std::net::TcpStream::connect(mock.server.addr).unwrap();
-    let err = providers::applehv::fetch_over(&mut s, "t").unwrap_err();
+    let s = std::net::TcpStream::connect(mock.server.addr).unwrap();
+    let err = providers::applehv::fetch_over(s, "t").unwrap_err();
     assert!(err.to_string().contains("http status 500"), "{err}");
 }
 
