@@ -75,14 +75,11 @@ pub fn main(argv0: &str, args: &[String]) -> i32 {
     }
     let name = &parsed.args[0];
     let blob = if name == "-" {
-        let mut v = Vec::new();
-        std::io::stdin()
-            .lock()
-            .read_to_end(&mut v)
-            .map(|_| v)
-            .map_err(|e| go_io_error("read", "/dev/stdin", &e))
+        read_at_most(std::io::stdin().lock(), "/dev/stdin")
     } else {
-        read_file_go(name)
+        std::fs::File::open(name)
+            .map_err(|e| go_io_error("open", name, &e))
+            .and_then(|f| read_at_most(f, name))
     };
     let blob = match blob {
         Ok(b) => b,
@@ -111,11 +108,19 @@ pub fn main(argv0: &str, args: &[String]) -> i32 {
     0
 }
 
-/// Reads a file the way Go's `os.ReadFile` fails: `open x: ...` or `read x: ...`.
-fn read_file_go(path: &str) -> Result<Vec<u8>, String> {
-    let mut f = std::fs::File::open(path).map_err(|e| go_io_error("open", path, &e))?;
+/// Reads at most [`crate::config::MAX_CONFIG_SIZE`] bytes, failing the way Go's `os.ReadFile`
+/// does (`read x: ...`); a larger input is refused instead of filling memory.
+fn read_at_most(r: impl Read, path: &str) -> Result<Vec<u8>, String> {
+    let limit = crate::config::MAX_CONFIG_SIZE;
     let mut v = Vec::new();
-    f.read_to_end(&mut v)
+    r.take(limit + 1)
+        .read_to_end(&mut v)
         .map_err(|e| go_io_error("read", path, &e))?;
+    if v.len() as u64 > limit {
+        return Err(format!(
+            "{path} is larger than {} MiB, the largest config Ember reads",
+            limit >> 20
+        ));
+    }
     Ok(v)
 }

@@ -529,10 +529,7 @@ fn run_stage(
         Stage::Umount => mount::run_umount(&mut ctx),
     };
     // A path in a stage's failure is in the merged config.
-    body.map_err(|f| match f.path {
-        Some(_) => f.or_in_config(|| described.clone()),
-        None => f,
-    })?;
+    body.map_err(|f| f.in_merged_config(&described))?;
     log::info!("{stage} passed");
     Ok(Outcome::Passed)
 }
@@ -1439,13 +1436,7 @@ pub fn apply(opts: &ApplyOptions, raw: &[u8]) -> Result<(), Error> {
             Stage::Umount => mount::run_umount(&mut ctx),
         };
         crate::logging::set_prefix(None);
-        r.map_err(|f| {
-            let f = match f.path {
-                Some(_) => f.or_in_config(|| described.clone()),
-                None => f,
-            };
-            stage_err(stage, f)
-        })?;
+        r.map_err(|f| stage_err(stage, f.in_merged_config(&described)))?;
     }
     Ok(())
 }

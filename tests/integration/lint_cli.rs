@@ -320,6 +320,15 @@ fn inputs_larger_than_a_config_can_be_are_refused() {
         "{}",
         r.stdout
     );
+    // ignition-validate refuses it too, in its own words.
+    let r = ignition_validate(&[big.to_str().unwrap()], None);
+    r.expect_code(1);
+    assert!(
+        r.stderr.starts_with("couldn't read config: ")
+            && r.stderr.contains("is larger than 256 MiB"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]
