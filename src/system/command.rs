@@ -206,7 +206,12 @@ impl Command {
 
     /// Runs the program; a non-zero exit is an [`Error::Failed`].
     pub fn run(&self) -> Result<Output, Error> {
-        let out = self.run_unchecked()?;
+        self.check(self.run_unchecked()?)
+    }
+
+    /// The output of this command as [`Command::run`] judges it: a non-zero exit is an
+    /// [`Error::Failed`].  For callers that first look at the exit status themselves.
+    pub fn check(&self, out: Output) -> Result<Output, Error> {
         if out.status.success() {
             Ok(out)
         } else {

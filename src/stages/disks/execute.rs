@@ -206,7 +206,11 @@ impl Executor<'_, '_> {
                 Some(c) => luks_decide(c, &l.key, &l.device, &insp)?,
                 None => LuksAction::Format { wipe: insp.found },
             };
-            log::info!("LUKS volume {:?} on {}: {action:?}", l.name, l.device);
+            let decided = LuksPlan {
+                action: action.clone(),
+                ..l.clone()
+            };
+            log::info!("decided now that the device exists: {decided}");
         }
         self.ctx
             .state
@@ -236,7 +240,7 @@ impl Executor<'_, '_> {
                 .arg("-d")
                 .arg(&node)
                 .arg(pin)
-                .arg(cfg)
+                .secret_arg(cfg)
                 .run()?;
             if l.clevis_unlock_check {
                 Command::new("cryptsetup")

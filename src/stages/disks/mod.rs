@@ -223,6 +223,8 @@ pub enum Error {
         #[source]
         source: fetch::Error,
     },
+    #[error("tang server {url} has no advertisement (/adv answered 404)")]
+    NoAdvertisement { url: String },
     #[error("the advertisement of tang server {url} is not JSON")]
     BadAdvertisement { url: String },
     #[error("writing the key to a private temporary file")]

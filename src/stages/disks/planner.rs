@@ -11,9 +11,10 @@ use super::filesystems::{self, FsSpec};
 use super::partitions::{self, PartitionAction, PartitionSpec};
 use super::plan::*;
 use super::{luks, raid, storage_is_empty, storage_path, Error, Options, Timings};
-use crate::config::model::{Disk, Luks, Storage};
+use crate::config::model::{Disk, Luks, Storage, Tang};
 use crate::config::JsonPath;
 use crate::fetch;
+use crate::providers::cmdline::redact_url;
 use crate::stages::{fetch_resource, Context, Failure};
 use crate::system::blockdev::{self, BlockDevice, SysBlock, Usage};
 use crate::system::devnames;
@@ -651,7 +652,8 @@ impl Planner<'_> {
                     let key_checked = match self.current_node(&target) {
                         Some(node) => {
                             let kf = luks::KeyFile::new(&key_bytes).map_err(Error::KeyFile)?;
-                            if luks::test_key_command(&node, kf.path()).run().is_err() {
+                            let test = luks::test_key_command(&node, kf.path());
+                            if !luks::key_opens(&test, test.run_unchecked()?)? {
                                 return Err(Error::BadVolume {
                                     device: device.clone(),
                                     reason: format!("found {found}, but the key does not open it"),
@@ -675,23 +677,7 @@ impl Planner<'_> {
         if uses_clevis {
             let mut advs = Vec::new();
             for t in &l.clevis.tang {
-                let bad = || Error::BadAdvertisement { url: t.url.clone() };
-                let adv = match t.advertisement.as_deref().filter(|a| !a.is_empty()) {
-                    Some(a) => serde_json::from_str(a).map_err(|_| bad())?,
-                    None => {
-                        let url = format!("{}/adv", t.url.trim_end_matches('/'));
-                        let bytes = self
-                            .fetcher
-                            .fetch_bytes(&fetch::Resource::new(url), 1 << 20)
-                            .map_err(|source| Error::FetchAdvertisement {
-                                url: t.url.clone(),
-                                source,
-                            })?
-                            .unwrap_or_default();
-                        serde_json::from_slice(&bytes).map_err(|_| bad())?
-                    }
-                };
-                advs.push(Some(adv));
+                advs.push(Some(tang_advertisement(self.fetcher, t)?));
             }
             clevis = luks::clevis_config(&l.clevis, &advs);
         }
@@ -791,6 +777,21 @@ impl Planner<'_> {
 }
 
 /// How to get past the common refusals.
+/// The advertisement of tang server `t`: the config's, else the server's `<url>/adv`.
+fn tang_advertisement(fetcher: &fetch::Fetcher, t: &Tang) -> Result<serde_json::Value, Error> {
+    let url = redact_url(&t.url);
+    if let Some(a) = t.advertisement.as_deref().filter(|a| !a.is_empty()) {
+        return serde_json::from_str(a).map_err(|_| Error::BadAdvertisement { url });
+    }
+    let adv = format!("{}/adv", t.url.trim_end_matches('/'));
+    let bytes = match fetcher.fetch_bytes(&fetch::Resource::new(adv), 1 << 20) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Err(Error::NoAdvertisement { url }),
+        Err(source) => return Err(Error::FetchAdvertisement { url, source }),
+    };
+    serde_json::from_slice(&bytes).map_err(|_| Error::BadAdvertisement { url })
+}
+
 fn hint_for(e: &Error) -> Option<&'static str> {
     use super::partitions::PartitionError as P;
     Some(match e {
@@ -816,6 +817,9 @@ fn hint_for(e: &Error) -> Option<&'static str> {
             "set wipeFilesystem to replace it (its data is lost), or fix format, label and uuid"
         }
         Error::Wait(_) => "check the device path; EMBER_DEVICE_TIMEOUT sets how long to wait",
+        Error::NoAdvertisement { .. } => {
+            "check the tang server's URL, or give its advertisement in the config"
+        }
         _ => return None,
     })
 }
@@ -1010,4 +1014,72 @@ fn resolve_planned(
         }
     }
     Ok(Some(Target::Existing { node }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+
+    /// An HTTP server on 127.0.0.1 that answers every request with `status` and `body`.
+    fn server(status: &'static str, body: &'static str) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        format!("http://user:pw@{addr}")
+    }
+
+    fn fetcher() -> fetch::Fetcher {
+        fetch::Fetcher::new(fetch::Options {
+            system_ca_files: Some(Vec::new()),
+            ..fetch::Options::default()
+        })
+        .unwrap()
+    }
+
+    fn tang(url: &str, advertisement: Option<&str>) -> Tang {
+        Tang {
+            url: url.to_string(),
+            advertisement: advertisement.map(str::to_string),
+            ..Tang::default()
+        }
+    }
+
+    #[test]
+    fn a_missing_tang_advertisement_is_its_own_error() {
+        let url = server("404 Not Found", "");
+        let e = tang_advertisement(&fetcher(), &tang(&url, None)).unwrap_err();
+        assert!(matches!(e, Error::NoAdvertisement { .. }), "{e}");
+        let msg = e.to_string();
+        assert!(msg.contains("404"), "{msg}");
+        assert!(!msg.contains("pw"), "{msg}");
+        assert!(hint_for(&e).is_some());
+    }
+
+    #[test]
+    fn tang_advertisements_fetched_or_given() {
+        let url = server("200 OK", r#"{"payload":"x"}"#);
+        let adv = tang_advertisement(&fetcher(), &tang(&url, None)).unwrap();
+        assert_eq!(adv["payload"], "x");
+        let adv = tang_advertisement(&fetcher(), &tang(&url, Some(r#"{"a":1}"#))).unwrap();
+        assert_eq!(adv["a"], 1);
+        let e = tang_advertisement(&fetcher(), &tang(&url, Some("nope"))).unwrap_err();
+        assert!(matches!(e, Error::BadAdvertisement { .. }), "{e}");
+        assert!(!e.to_string().contains("pw"), "{e}");
+    }
 }
