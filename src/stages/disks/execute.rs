@@ -72,17 +72,8 @@ impl Executor<'_, '_> {
         f: impl FnOnce(&mut Self) -> Result<(), Error>,
     ) -> Result<(), Failure> {
         let ops = self.ctx.ops;
-        let op = ops.start(&desc);
-        match f(self) {
-            Ok(()) => {
-                op.finish();
-                Ok(())
-            }
-            Err(e) => {
-                op.fail(&e);
-                Err(Failure::new(desc).at(path.clone()).caused_by(e))
-            }
-        }
+        ops.run(&desc, || f(self))
+            .map_err(|e| Failure::new(desc.clone()).at(path.clone()).caused_by(e))
     }
 
     fn links(&mut self, node: &Path) {

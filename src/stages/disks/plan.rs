@@ -216,7 +216,7 @@ pub struct DiskPlan {
 }
 
 impl DiskPlan {
-    fn sectors(&self, n: u64) -> Sectors {
+    pub(crate) fn sectors(&self, n: u64) -> Sectors {
         Sectors {
             count: n,
             sector_size: self.sector_size,
@@ -224,7 +224,7 @@ impl DiskPlan {
     }
 }
 
-fn label_part(name: &str) -> String {
+pub(crate) fn label_part(name: &str) -> String {
     if name.is_empty() {
         String::new()
     } else {
@@ -244,14 +244,7 @@ impl fmt::Display for DiskPlan {
             self.sector_size
         )?;
         for (n, u) in &self.active {
-            let mut why = Vec::new();
-            for m in &u.mount_points {
-                why.push(format!("mounted on {}", m.display()));
-            }
-            for h in &u.holders {
-                why.push(format!("held by {h}"));
-            }
-            writeln!(f, "  partition {n} is in use ({})", why.join(", "))?;
+            writeln!(f, "  partition {n} is in use ({u})")?;
         }
         if self.wipe_table {
             writeln!(f, "  wipe the partition table ({})", self.found)?;

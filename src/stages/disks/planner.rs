@@ -16,7 +16,7 @@ use crate::config::JsonPath;
 use crate::fetch;
 use crate::providers::cmdline::redact_url;
 use crate::stages::{fetch_resource, Context, Failure};
-use crate::system::blockdev::{self, BlockDevice, SysBlock, Usage};
+use crate::system::blockdev::{self, BlockDevice, SysBlock};
 use crate::system::devnames;
 use crate::system::gpt::{self, Guid, Op, Table};
 use crate::system::mounts::{self, MountInfo};
@@ -176,16 +176,6 @@ pub(super) fn inspect_node(node: &Path, device: &str) -> Result<Inspection, Erro
     inspect(&mut f, device)
 }
 
-pub(super) fn usage_text(u: &Usage) -> String {
-    let mut why: Vec<String> = u
-        .mount_points
-        .iter()
-        .map(|m| format!("mounted on {}", m.display()))
-        .collect();
-    why.extend(u.holders.iter().map(|h| format!("held by {h}")));
-    why.join(", ")
-}
-
 fn parse_guid(s: &Option<String>) -> Result<Option<Guid>, Error> {
     match s.as_deref() {
         None | Some("") => Ok(None),
@@ -272,7 +262,7 @@ impl Planner<'_> {
             Ok(u) if u.in_use() => Err(Error::InUse {
                 action: action.into(),
                 device: device.into(),
-                why: usage_text(&u),
+                why: u.to_string(),
             }),
             _ => Ok(()),
         }
@@ -359,14 +349,7 @@ impl Planner<'_> {
                     })
                     .map(|j| path.key("partitions").index(j))
                     .unwrap_or_else(|| path.clone());
-                let hint = hint_for(&e);
-                let f = Failure::new(format!("planning the partitions of {}", disk.device))
-                    .at(at)
-                    .caused_by(e);
-                match hint {
-                    Some(h) => f.hint(h),
-                    None => f,
-                }
+                failure(format!("planning the partitions of {}", disk.device), at, e)
             };
             if let Some(j) = nodes[..i].iter().position(|n| n == node) {
                 return Err(fail(Error::SameDisk {
@@ -450,7 +433,7 @@ impl Planner<'_> {
         if disk_usage.in_use() && active.is_empty() {
             return Err(Error::ActiveDisk {
                 device: disk.device.clone(),
-                why: usage_text(&disk_usage),
+                why: disk_usage.to_string(),
             });
         }
         if wipe && !active.is_empty() {
@@ -458,7 +441,7 @@ impl Planner<'_> {
                 device: disk.device.clone(),
                 why: active
                     .iter()
-                    .map(|(n, u)| format!("partition {n} {}", usage_text(u)))
+                    .map(|(n, u)| format!("partition {n} {u}"))
                     .collect::<Vec<_>>()
                     .join("; "),
             });
@@ -535,11 +518,8 @@ impl Planner<'_> {
         for (i, r) in storage.raid.iter().enumerate() {
             let path = storage_path("raid", i);
             let level = r.level.clone().unwrap_or_default();
-            let fail = |e: Error| {
-                Failure::new(format!("planning raid array {:?}", r.name))
-                    .at(path.clone())
-                    .caused_by(e)
-            };
+            let fail =
+                |e: Error| failure(format!("planning raid array {:?}", r.name), path.clone(), e);
             if !devices::have_program("mdadm") {
                 return Err(fail(Error::MissingTool {
                     program: "mdadm".into(),
@@ -580,18 +560,18 @@ impl Planner<'_> {
         for (i, l) in storage.luks.iter().enumerate() {
             let path = storage_path("luks", i);
             let lp = self.plan_one_luks(l, path.clone()).map_err(|e| {
-                let hint = match &e {
-                    Error::Unsupported(_) => Some(
+                let dm = matches!(e, Error::Unsupported(_));
+                let f = failure(
+                    format!("planning LUKS volume {:?}", l.name),
+                    path.clone(),
+                    e,
+                );
+                if dm {
+                    f.hint(
                         "use a kernel with device-mapper and dm-crypt, or load dm_mod and dm_crypt",
-                    ),
-                    e => hint_for(e),
-                };
-                let f = Failure::new(format!("planning LUKS volume {:?}", l.name))
-                    .at(path.clone())
-                    .caused_by(e);
-                match hint {
-                    Some(h) => f.hint(h),
-                    None => f,
+                    )
+                } else {
+                    f
                 }
             })?;
             self.plan.luks.push(lp);
@@ -715,14 +695,11 @@ impl Planner<'_> {
                 continue;
             };
             let fail = |e: Error| {
-                let hint = hint_for(&e);
-                let f = Failure::new(format!("planning the filesystem on {}", f.device))
-                    .at(path.clone())
-                    .caused_by(e);
-                match hint {
-                    Some(h) => f.hint(h),
-                    None => f,
-                }
+                failure(
+                    format!("planning the filesystem on {}", f.device),
+                    path.clone(),
+                    e,
+                )
             };
             if let Some(program) = filesystems::mkfs_program(format) {
                 if !devices::have_program(program) {
@@ -790,6 +767,16 @@ fn tang_advertisement(fetcher: &fetch::Fetcher, t: &Tang) -> Result<serde_json::
         Err(source) => return Err(Error::FetchAdvertisement { url, source }),
     };
     serde_json::from_slice(&bytes).map_err(|_| Error::BadAdvertisement { url })
+}
+
+/// A planning failure of `op` at `at`, with the hint for `e` when there is one.
+fn failure(op: String, at: JsonPath, e: Error) -> Failure {
+    let hint = hint_for(&e);
+    let f = Failure::new(op).at(at).caused_by(e);
+    match hint {
+        Some(h) => f.hint(h),
+        None => f,
+    }
 }
 
 fn hint_for(e: &Error) -> Option<&'static str> {
