@@ -11,12 +11,13 @@
 //! ([`crate::system::devnames::DevNames::refresh_disk_links`], `create_links`).
 
 use std::fs;
-use std::os::unix::fs::{FileExt, FileTypeExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::system::blockdev::SysBlock;
-use crate::system::devnames::{self, DevNames, DeviceNames};
+pub(crate) use crate::system::devnames::existing_node;
+use crate::system::devnames::{Choice, DevNames, DeviceNames, Query};
 
 /// Looks device paths up, caching one scan of every block device between refreshes.
 pub(crate) struct Resolver {
@@ -62,65 +63,19 @@ impl Resolver {
         if let Some(node) = existing_node(path) {
             return Lookup::Found(node);
         }
-        let Some(rel) = path
-            .strip_prefix(&self.names.dev)
-            .ok()
-            .or_else(|| path.strip_prefix("/dev").ok())
-        else {
+        let Some(query) = self.names.relative(path).and_then(Query::parse) else {
             return Lookup::Missing;
         };
-        let parts: Vec<String> = rel
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy().into_owned())
-            .collect();
-        let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
         if self.scan.is_none() {
             self.scan = self.names.scan().ok();
         }
         let Some(scan) = self.scan.as_ref() else {
             return Lookup::Missing;
         };
-        let found: Vec<&SysBlock> = match parts[..] {
-            ["disk", dir, name] => {
-                let want = devnames::decode(name);
-                scan.iter()
-                    .filter(|(_, n)| n.links().iter().any(|(k, v)| k.dir() == dir && *v == want))
-                    .map(|(b, _)| b)
-                    .collect()
-            }
-            ["mapper", name] => scan
-                .iter()
-                .filter(|(_, n)| n.mapper_name.as_deref() == Some(name))
-                .map(|(b, _)| b)
-                .collect(),
-            ["md", name] => scan
-                .iter()
-                .filter(|(b, n)| {
-                    n.md_name.as_deref() == Some(name) || b.name == format!("md{name}")
-                })
-                .map(|(b, _)| b)
-                .collect(),
-            _ => Vec::new(),
-        };
-        match found.len() {
-            0 => Lookup::Missing,
-            1 => Lookup::Found(self.names.dev.join(&found[0].name)),
-            _ => {
-                // udev picks one by link priority; whole disks before partitions is the closest
-                // general rule, otherwise the name is ambiguous.
-                let disks: Vec<&&SysBlock> = found.iter().filter(|b| !b.is_partition()).collect();
-                if disks.len() == 1 {
-                    Lookup::Found(self.names.dev.join(&disks[0].name))
-                } else {
-                    Lookup::Ambiguous(
-                        found
-                            .iter()
-                            .map(|b| b.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    )
-                }
-            }
+        match query.choose(scan) {
+            Choice::None => Lookup::Missing,
+            Choice::One(b) => Lookup::Found(self.names.dev.join(&b.name)),
+            Choice::Ambiguous(names) => Lookup::Ambiguous(names),
         }
     }
 
@@ -210,15 +165,6 @@ pub(crate) fn fmt_duration(d: Duration) -> String {
     } else {
         format!("{:.3} s", d.as_secs_f64())
     }
-}
-
-/// The canonical block-device node `path` leads to, if it exists now.
-pub(crate) fn existing_node(path: &Path) -> Option<PathBuf> {
-    let real = fs::canonicalize(path).ok()?;
-    fs::metadata(&real)
-        .ok()
-        .filter(|m| m.file_type().is_block_device())
-        .map(|_| real)
 }
 
 /// The node name of partition `number` of disk node `disk`: `vda` → `vda3`, `loop0` →
