@@ -339,7 +339,16 @@ pub(crate) fn clevis_unlock_check(c: &Clevis) -> bool {
     (c.tang.len() + usize::from(c.tpm2 == Some(true))) > 0 && online >= threshold
 }
 
-/// Whether unlocking needs the network (for `_netdev` in crypttab).
+/// Whether clevis binds the volume (Ignition's `Clevis.IsPresent`): tang servers, tpm2 or a
+/// custom pin.
+pub(crate) fn has_clevis(c: &Clevis) -> bool {
+    !c.tang.is_empty()
+        || c.tpm2 == Some(true)
+        || c.custom.pin.as_deref().is_some_and(|p| !p.is_empty())
+}
+
+/// Whether unlocking needs the network (for `_netdev` in crypttab): tang, or a custom pin
+/// that says so.
 pub(crate) fn needs_network(c: &Clevis) -> bool {
     !c.tang.is_empty() || c.custom.needs_network == Some(true)
 }

@@ -402,8 +402,6 @@ pub struct LuksPlan {
     /// Whether the clevis binding can unlock without the network (the volume is then reopened
     /// through clevis to prove it).
     pub clevis_unlock_check: bool,
-    /// Needs the network to unlock (tang, or a custom pin that says so).
-    pub needs_network: bool,
     /// The key bytes; never displayed.
     pub(crate) key_bytes: super::luks::Secret,
 }

@@ -594,7 +594,7 @@ impl Planner<'_> {
                 purpose: format!("for LUKS volume {:?}", l.name),
             });
         }
-        let uses_clevis = luks::clevis_config(&l.clevis, &[]).is_some();
+        let uses_clevis = luks::has_clevis(&l.clevis);
         if uses_clevis && !devices::have_program("clevis") {
             return Err(Error::MissingTool {
                 program: "clevis".into(),
@@ -676,7 +676,6 @@ impl Planner<'_> {
             open_options: l.open_options.clone(),
             clevis,
             clevis_unlock_check: luks::clevis_unlock_check(&l.clevis),
-            needs_network: luks::needs_network(&l.clevis),
             key_bytes,
         })
     }
@@ -834,7 +833,7 @@ pub(super) fn luks_decide(
                 label: h.label.clone(),
                 uuid: h.uuid.clone(),
             };
-            if luks::clevis_config(&l.clevis, &[]).is_some() {
+            if luks::has_clevis(&l.clevis) {
                 return Err(bad(format!(
                     "found {found}, and a volume with a clevis binding is never reused"
                 )));
