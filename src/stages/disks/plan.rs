@@ -96,16 +96,6 @@ pub enum Target {
     Luks { name: String },
 }
 
-impl Target {
-    /// The kernel node, when it is known before the stage runs.
-    pub fn node(&self) -> Option<&PathBuf> {
-        match self {
-            Target::Existing { node } | Target::Partition { node, .. } => Some(node),
-            Target::Raid { .. } | Target::Luks { .. } => None,
-        }
-    }
-}
-
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -17,6 +17,7 @@ use crate::fetch;
 use crate::providers::cmdline::redact_url;
 use crate::stages::{fetch_resource, Context, Failure};
 use crate::system::blockdev::{self, BlockDevice, SysBlock};
+use crate::system::command;
 use crate::system::devnames;
 use crate::system::gpt::{self, Guid, Op, Table};
 use crate::system::mounts::{self, MountInfo};
@@ -520,7 +521,7 @@ impl Planner<'_> {
             let level = r.level.clone().unwrap_or_default();
             let fail =
                 |e: Error| failure(format!("planning raid array {:?}", r.name), path.clone(), e);
-            if !devices::have_program("mdadm") {
+            if !command::have_program("mdadm") {
                 return Err(fail(Error::MissingTool {
                     program: "mdadm".into(),
                     purpose: format!("for raid array {:?}", r.name),
@@ -588,14 +589,14 @@ impl Planner<'_> {
         if l.cex.enabled == Some(true) {
             return Err(Error::Cex);
         }
-        if !devices::have_program("cryptsetup") {
+        if !command::have_program("cryptsetup") {
             return Err(Error::MissingTool {
                 program: "cryptsetup".into(),
                 purpose: format!("for LUKS volume {:?}", l.name),
             });
         }
         let uses_clevis = luks::has_clevis(&l.clevis);
-        if uses_clevis && !devices::have_program("clevis") {
+        if uses_clevis && !command::have_program("clevis") {
             return Err(Error::MissingTool {
                 program: "clevis".into(),
                 purpose: format!("for the clevis binding of LUKS volume {:?}", l.name),
@@ -701,7 +702,7 @@ impl Planner<'_> {
                 )
             };
             if let Some(program) = filesystems::mkfs_program(format) {
-                if !devices::have_program(program) {
+                if !command::have_program(program) {
                     return Err(fail(Error::MissingTool {
                         program: program.into(),
                         purpose: format!("to make {format} filesystems"),
