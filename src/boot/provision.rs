@@ -359,10 +359,8 @@ fn assemble_md(timeout: Duration) {
     if !found.is_ok_and(|o| o.stdout_str().contains("ARRAY")) {
         return;
     }
-    if !Path::new("/proc/mdstat").exists() {
-        if let Err(e) = Command::new("modprobe").arg("md_mod").run() {
-            log::info!("loading md_mod: {e}");
-        }
+    if let Err(e) = crate::system::kmod::ensure_md() {
+        log::info!("loading md_mod: {e}");
     }
     match Command::new("mdadm")
         .args(["--assemble", "--scan"])

@@ -239,14 +239,7 @@ pub fn race(sources: Vec<(String, Source)>) -> Result<Option<Vec<u8>>, Vec<(Stri
 }
 
 /// Loads a kernel module with `modprobe` (the program is configurable for tests).
-pub fn modprobe(program: &std::path::Path, module: &str) -> Result<(), Error> {
-    log::info!("loading kernel module {module}");
-    crate::system::command::Command::new(program)
-        .arg(module)
-        .timeout(std::time::Duration::from_secs(60))
-        .run()?;
-    Ok(())
-}
+pub use crate::system::kmod::modprobe_with as modprobe;
 
 pub use crate::logging::chain;
 

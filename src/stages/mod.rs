@@ -21,6 +21,7 @@ pub mod webhook;
 
 use std::fmt;
 use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
 
 use crate::config::model::Resource as ConfigResource;
 use crate::config::{Config, JsonPath};
@@ -252,6 +253,25 @@ pub(crate) fn clean_abs(p: &str) -> PathBuf {
     out
 }
 
+/// A duration in seconds (fractions allowed) from the environment variable `name`; `None`
+/// when it is unset, or (with a warning naming the variable and the value) when it is not a
+/// number of seconds a [`Duration`] can hold.
+pub(crate) fn secs_from_env(name: &str) -> Option<Duration> {
+    secs_from_value(name, &std::env::var(name).ok()?)
+}
+
+fn secs_from_value(name: &str, value: &str) -> Option<Duration> {
+    let secs = value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .and_then(|t| Duration::try_from_secs_f64(t).ok());
+    if secs.is_none() {
+        log::warn!("ignoring {name}={value:?}: not a number of seconds (e.g. 30 or 2.5)");
+    }
+    secs
+}
+
 /// Maps a config resource to a fetch request. `None` when the resource has no source.
 ///
 /// The hash is the config's `verification.hash` (checked over decompressed bytes); a header
@@ -270,4 +290,26 @@ pub fn fetch_resource(r: &ConfigResource) -> Option<fetch::Resource> {
         .collect();
     out.hash = r.verification.hash.as_deref().and_then(fetch::Hash::parse);
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds_from_a_value() {
+        assert_eq!(secs_from_value("T", "30"), Some(Duration::from_secs(30)));
+        assert_eq!(
+            secs_from_value("T", " 2.5\n"),
+            Some(Duration::from_millis(2500))
+        );
+        assert_eq!(secs_from_value("T", "0"), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn bad_seconds_are_rejected_without_panic() {
+        for bad in ["1e20", "30s", "", "-1", "NaN", "inf", "1e400"] {
+            assert_eq!(secs_from_value("T", bad), None, "{bad}");
+        }
+    }
 }

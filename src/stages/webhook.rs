@@ -94,12 +94,7 @@ pub fn url_from_cmdline(cmdline: &str) -> Option<String> {
 
 /// The overall time from `EMBER_STATUS_TIMEOUT`, else [`DEFAULT_TIMEOUT`].
 pub fn timeout_from_env() -> Duration {
-    std::env::var(TIMEOUT_ENV)
-        .ok()
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|t| t.is_finite() && *t >= 0.0)
-        .map(Duration::from_secs_f64)
-        .unwrap_or(DEFAULT_TIMEOUT)
+    super::secs_from_env(TIMEOUT_ENV).unwrap_or(DEFAULT_TIMEOUT)
 }
 
 impl Webhook {

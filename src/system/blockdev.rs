@@ -573,6 +573,19 @@ impl Usage {
     }
 }
 
+/// Why it is in use: `mounted on /a, held by md127` (mount points first).
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mounts = self
+            .mount_points
+            .iter()
+            .map(|m| format!("mounted on {}", m.display()));
+        let holders = self.holders.iter().map(|h| format!("held by {h}"));
+        let why: Vec<String> = mounts.chain(holders).collect();
+        f.write_str(&why.join(", "))
+    }
+}
+
 /// Whether the device at `path` is in use, as Ignition decides it: it has holders (ignored for
 /// device-mapper devices) or it is the source of a mount.  Mounts are matched by device number
 /// and also by source path, since some filesystems (btrfs) report an anonymous device number.
@@ -888,6 +901,19 @@ pub fn cdrom_disc_ready(device: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn usage_says_why() {
+        let u = Usage {
+            holders: vec!["md127".into(), "dm-0".into()],
+            mount_points: vec![PathBuf::from("/boot")],
+        };
+        assert_eq!(
+            u.to_string(),
+            "mounted on /boot, held by md127, held by dm-0"
+        );
+        assert_eq!(Usage::default().to_string(), "");
+    }
 
     #[test]
     fn blkpg_struct_layout_matches_the_kernel() {

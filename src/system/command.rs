@@ -19,6 +19,19 @@ use std::process::{ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// Whether `program` can be found in `PATH` (or is an executable path).
+pub fn have_program(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let is_exec = |p: &std::path::Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        return is_exec(std::path::Path::new(program));
+    }
+    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
+    std::env::split_paths(&path).any(|d| is_exec(&d.join(program)))
+}
+
 /// At most this many bytes of a failed program's standard error are kept in the error.
 pub const STDERR_LIMIT: usize = 4096;
 
@@ -206,7 +219,12 @@ impl Command {
 
     /// Runs the program; a non-zero exit is an [`Error::Failed`].
     pub fn run(&self) -> Result<Output, Error> {
-        let out = self.run_unchecked()?;
+        self.check(self.run_unchecked()?)
+    }
+
+    /// The output of this command as [`Command::run`] judges it: a non-zero exit is an
+    /// [`Error::Failed`].  For callers that first look at the exit status themselves.
+    pub fn check(&self, out: Output) -> Result<Output, Error> {
         if out.status.success() {
             Ok(out)
         } else {
@@ -363,6 +381,13 @@ fn quote(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn programs_in_path() {
+        assert!(have_program("sh"));
+        assert!(!have_program("ember-no-such-program"));
+        assert!(have_program("/bin/sh"));
+    }
 
     #[test]
     fn success_captures_stdout() {

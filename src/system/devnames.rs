@@ -125,6 +125,84 @@ impl LinkKind {
     }
 }
 
+/// The canonical block-device node `path` leads to, if it exists now.
+pub fn existing_node(path: &Path) -> Option<PathBuf> {
+    let real = fs::canonicalize(path).ok()?;
+    fs::metadata(&real)
+        .ok()
+        .filter(|m| m.file_type().is_block_device())
+        .map(|_| real)
+}
+
+/// A `/dev` name found by scanning the block devices rather than by following a path:
+/// `disk/by-*/X`, `mapper/X` or `md/X` (relative to the dev directory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Query {
+    Link(LinkKind, String),
+    Mapper(String),
+    Md(String),
+}
+
+/// Which scanned device a [`Query`] names.
+#[derive(Debug)]
+pub enum Choice<'a> {
+    None,
+    One(&'a SysBlock),
+    /// Several devices, none preferred (their kernel names, comma-separated).
+    Ambiguous(String),
+}
+
+impl Query {
+    /// The query for `rel` (a path relative to the dev directory); `None` for any other name.
+    pub fn parse(rel: &Path) -> Option<Query> {
+        let parts: Vec<String> = rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        match parts.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+            ["disk", dir, name] => Some(Query::Link(LinkKind::from_dir(dir)?, decode(name))),
+            ["mapper", name] => Some(Query::Mapper(name.to_string())),
+            ["md", name] => Some(Query::Md(name.to_string())),
+            _ => None,
+        }
+    }
+
+    /// The device of `scan` this names.  When several match, udev would pick one by link
+    /// priority; a single whole disk among them (before partitions) is the closest general
+    /// rule, otherwise the name is ambiguous.
+    pub fn choose<'a>(&self, scan: &'a [(SysBlock, DeviceNames)]) -> Choice<'a> {
+        let found: Vec<&SysBlock> = scan
+            .iter()
+            .filter(|(b, n)| match self {
+                Query::Link(kind, want) => n.matches(*kind, want),
+                Query::Mapper(name) => n.mapper_name.as_deref() == Some(name.as_str()),
+                Query::Md(name) => {
+                    n.md_name.as_deref() == Some(name.as_str()) || b.name == format!("md{name}")
+                }
+            })
+            .map(|(b, _)| b)
+            .collect();
+        match found[..] {
+            [] => Choice::None,
+            [one] => Choice::One(one),
+            _ => match found
+                .iter()
+                .filter(|b| !b.is_partition())
+                .collect::<Vec<_>>()[..]
+            {
+                [disk] => Choice::One(disk),
+                _ => Choice::Ambiguous(
+                    found
+                        .iter()
+                        .map(|b| b.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
+            },
+        }
+    }
+}
+
 /// The names udev would give one block device (unescaped).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeviceNames {
@@ -340,6 +418,13 @@ impl DevNames {
         Ok(names_of(&blk, &mut HashMap::new()))
     }
 
+    /// `path` relative to the dev directory (or to `/dev`).
+    pub fn relative<'p>(&self, path: &'p Path) -> Option<&'p Path> {
+        path.strip_prefix(&self.dev)
+            .or_else(|_| path.strip_prefix("/dev"))
+            .ok()
+    }
+
     /// Names of every block device the kernel knows.
     pub fn scan(&self) -> Result<Vec<(SysBlock, DeviceNames)>> {
         let mut cache = HashMap::new();
@@ -358,62 +443,22 @@ impl DevNames {
     /// `/dev/md/X` is looked up by scanning every block device; when found, the missing link is
     /// created (so later lookups and other tools find it) and the node returned.
     pub fn resolve(&self, path: &Path) -> Result<PathBuf> {
-        if let Ok(real) = fs::canonicalize(path) {
-            if fs::metadata(&real).is_ok_and(|m| m.file_type().is_block_device()) {
-                return Ok(real);
-            }
+        if let Some(real) = existing_node(path) {
+            return Ok(real);
         }
-        let rel = path
-            .strip_prefix(&self.dev)
-            .or_else(|_| path.strip_prefix("/dev"))
-            .map_err(|_| Error::NotFound(path.to_owned()))?;
-        let parts: Vec<String> = rel
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy().into_owned())
-            .collect();
-        let found: Vec<SysBlock> = match parts.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-            ["disk", dir, name] => {
-                let kind = LinkKind::from_dir(dir).ok_or_else(|| Error::NotFound(path.into()))?;
-                let want = decode(name);
-                self.scan()?
-                    .into_iter()
-                    .filter(|(_, n)| n.matches(kind, &want))
-                    .map(|(b, _)| b)
-                    .collect()
-            }
-            ["mapper", name] => SysBlock::all()?
-                .into_iter()
-                .filter(|b| b.dm_name().as_deref() == Some(name))
-                .collect(),
-            ["md", name] => self
-                .scan()?
-                .into_iter()
-                .filter(|(b, n)| {
-                    n.md_name.as_deref() == Some(name) || b.name == format!("md{name}")
+        let query = self
+            .relative(path)
+            .and_then(Query::parse)
+            .ok_or_else(|| Error::NotFound(path.to_owned()))?;
+        let scan = self.scan()?;
+        let blk = match query.choose(&scan) {
+            Choice::None => return Err(Error::NotFound(path.to_owned())),
+            Choice::One(blk) => blk,
+            Choice::Ambiguous(devices) => {
+                return Err(Error::Ambiguous {
+                    path: path.to_owned(),
+                    devices,
                 })
-                .map(|(b, _)| b)
-                .collect(),
-            _ => Vec::new(),
-        };
-        let blk = match found.len() {
-            0 => return Err(Error::NotFound(path.to_owned())),
-            1 => &found[0],
-            _ => {
-                // udev would pick one by link priority; whole disks before partitions is the
-                // closest general rule, otherwise it is ambiguous.
-                let disks: Vec<&SysBlock> = found.iter().filter(|b| !b.is_partition()).collect();
-                if disks.len() == 1 {
-                    disks[0]
-                } else {
-                    return Err(Error::Ambiguous {
-                        path: path.to_owned(),
-                        devices: found
-                            .iter()
-                            .map(|b| b.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    });
-                }
             }
         };
         let node = self.dev.join(&blk.name);

@@ -16,6 +16,8 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
+use crate::system::command;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("reading {path}")]
@@ -482,6 +484,40 @@ pub fn is_loaded(name: &str) -> bool {
         // Built-in modules may have a directory (for their parameters) without an initstate.
         Err(_) => dir.exists() && !dir.join("refcnt").exists(),
     }
+}
+
+/// How long one `modprobe` may take before it is killed.
+pub const MODPROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Loads `module` with `modprobe` (found on `PATH`; Ember itself at boot), unless it is
+/// loaded already ([`is_loaded`]).  Bounded by [`MODPROBE_TIMEOUT`].
+pub fn modprobe(module: &str) -> std::result::Result<(), command::Error> {
+    if is_loaded(&normalize(module)) {
+        log::debug!("kernel module {module} is already loaded");
+        return Ok(());
+    }
+    modprobe_with(Path::new("modprobe"), module)
+}
+
+/// Runs `program module` (a `modprobe`), logged and bounded by [`MODPROBE_TIMEOUT`], without
+/// checking first whether the module is loaded: the caller chose the program (the providers
+/// take it from their endpoints; tests give a fake one).
+pub fn modprobe_with(program: &Path, module: &str) -> std::result::Result<(), command::Error> {
+    log::info!("loading kernel module {module}");
+    command::Command::new(program)
+        .arg(module)
+        .timeout(MODPROBE_TIMEOUT)
+        .run()?;
+    Ok(())
+}
+
+/// Makes md (software RAID) available: `modprobe md_mod` unless `/proc/mdstat` exists (md
+/// built in or loaded).  The error is modprobe's.
+pub fn ensure_md() -> std::result::Result<(), command::Error> {
+    if Path::new("/proc/mdstat").exists() {
+        return Ok(());
+    }
+    modprobe("md_mod")
 }
 
 /// [`insert`], again while the kernel answers `EBUSY`: another thread's load of the same

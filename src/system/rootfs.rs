@@ -443,14 +443,14 @@ impl Root {
         }
     }
 
-    /// openat2 inside the root, retrying the rare EAGAIN that RESOLVE_IN_ROOT returns when a
-    /// concurrent rename raced with the lookup.
     /// Opens the whole of `p` inside the root with `flags`, as operation `op`.
     fn open_whole(&self, op: &'static str, p: &InRoot, flags: OFlags) -> Result<OwnedFd> {
         self.open_rel(&p.prefix(p.comps.len()), flags, Mode::empty())
             .map_err(|e| self.err(op, p, e))
     }
 
+    /// openat2 inside the root, retrying the rare EAGAIN that RESOLVE_IN_ROOT returns when a
+    /// concurrent rename raced with the lookup.
     fn open_rel(&self, rel: &Path, flags: OFlags, m: Mode) -> io::Result<OwnedFd> {
         let mut tries = 0;
         loop {
@@ -551,14 +551,11 @@ impl Root {
     /// Reads a regular file, following symlinks (inside the root) at the last component too.
     pub fn read_file_follow(&self, path: impl AsRef<Path>) -> Result<Vec<u8>> {
         let p = InRoot::new(path.as_ref());
-        let rel = p.prefix(p.comps.len());
-        let fd = self
-            .open_rel(
-                &rel,
-                OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
-                Mode::empty(),
-            )
-            .map_err(|e| self.err("reading", &p, e))?;
+        let fd = self.open_whole(
+            "reading",
+            &p,
+            OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY,
+        )?;
         self.read_regular(fd, &p)
     }
 
@@ -1071,10 +1068,7 @@ impl Root {
     pub fn temp_file_in(&self, dir: impl AsRef<Path>) -> Result<File> {
         const OP: &str = "creating a temporary file in";
         let p = InRoot::new(dir.as_ref());
-        let rel = p.prefix(p.comps.len());
-        let dfd = self
-            .open_rel(&rel, OFlags::PATH | OFlags::DIRECTORY, Mode::empty())
-            .map_err(|e| self.err(OP, &p, e))?;
+        let dfd = self.open_whole(OP, &p, OFlags::PATH | OFlags::DIRECTORY)?;
         match rustix::fs::openat(
             &dfd,
             ".",

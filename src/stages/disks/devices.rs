@@ -11,12 +11,13 @@
 //! ([`crate::system::devnames::DevNames::refresh_disk_links`], `create_links`).
 
 use std::fs;
-use std::os::unix::fs::{FileExt, FileTypeExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::system::blockdev::SysBlock;
-use crate::system::devnames::{self, DevNames, DeviceNames};
+pub(crate) use crate::system::devnames::existing_node;
+use crate::system::devnames::{Choice, DevNames, DeviceNames, Query};
 
 /// Looks device paths up, caching one scan of every block device between refreshes.
 pub(crate) struct Resolver {
@@ -62,65 +63,19 @@ impl Resolver {
         if let Some(node) = existing_node(path) {
             return Lookup::Found(node);
         }
-        let Some(rel) = path
-            .strip_prefix(&self.names.dev)
-            .ok()
-            .or_else(|| path.strip_prefix("/dev").ok())
-        else {
+        let Some(query) = self.names.relative(path).and_then(Query::parse) else {
             return Lookup::Missing;
         };
-        let parts: Vec<String> = rel
-            .components()
-            .map(|c| c.as_os_str().to_string_lossy().into_owned())
-            .collect();
-        let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
         if self.scan.is_none() {
             self.scan = self.names.scan().ok();
         }
         let Some(scan) = self.scan.as_ref() else {
             return Lookup::Missing;
         };
-        let found: Vec<&SysBlock> = match parts[..] {
-            ["disk", dir, name] => {
-                let want = devnames::decode(name);
-                scan.iter()
-                    .filter(|(_, n)| n.links().iter().any(|(k, v)| k.dir() == dir && *v == want))
-                    .map(|(b, _)| b)
-                    .collect()
-            }
-            ["mapper", name] => scan
-                .iter()
-                .filter(|(_, n)| n.mapper_name.as_deref() == Some(name))
-                .map(|(b, _)| b)
-                .collect(),
-            ["md", name] => scan
-                .iter()
-                .filter(|(b, n)| {
-                    n.md_name.as_deref() == Some(name) || b.name == format!("md{name}")
-                })
-                .map(|(b, _)| b)
-                .collect(),
-            _ => Vec::new(),
-        };
-        match found.len() {
-            0 => Lookup::Missing,
-            1 => Lookup::Found(self.names.dev.join(&found[0].name)),
-            _ => {
-                // udev picks one by link priority; whole disks before partitions is the closest
-                // general rule, otherwise the name is ambiguous.
-                let disks: Vec<&&SysBlock> = found.iter().filter(|b| !b.is_partition()).collect();
-                if disks.len() == 1 {
-                    Lookup::Found(self.names.dev.join(&disks[0].name))
-                } else {
-                    Lookup::Ambiguous(
-                        found
-                            .iter()
-                            .map(|b| b.name.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    )
-                }
-            }
+        match query.choose(scan) {
+            Choice::None => Lookup::Missing,
+            Choice::One(b) => Lookup::Found(self.names.dev.join(&b.name)),
+            Choice::Ambiguous(names) => Lookup::Ambiguous(names),
         }
     }
 
@@ -212,15 +167,6 @@ pub(crate) fn fmt_duration(d: Duration) -> String {
     }
 }
 
-/// The canonical block-device node `path` leads to, if it exists now.
-pub(crate) fn existing_node(path: &Path) -> Option<PathBuf> {
-    let real = fs::canonicalize(path).ok()?;
-    fs::metadata(&real)
-        .ok()
-        .filter(|m| m.file_type().is_block_device())
-        .map(|_| real)
-}
-
 /// The node name of partition `number` of disk node `disk`: `vda` → `vda3`, `loop0` →
 /// `loop0p3`, `nvme0n1` → `nvme0n1p3` (a `p` when the disk name ends in a digit, as the
 /// kernel names them).
@@ -286,18 +232,7 @@ impl std::io::Seek for Window<'_> {
     }
 }
 
-/// Whether `program` can be found in `PATH` (or is an executable path).
-pub fn have_program(program: &str) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    let is_exec = |p: &Path| {
-        fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
-    if program.contains('/') {
-        return is_exec(Path::new(program));
-    }
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/sbin:/usr/bin:/sbin:/bin".into());
-    std::env::split_paths(&path).any(|d| is_exec(&d.join(program)))
-}
+pub use crate::system::command::have_program;
 
 #[cfg(test)]
 mod tests {
@@ -335,13 +270,6 @@ mod tests {
         assert_eq!(w.read(&mut buf).unwrap(), 0);
         assert!(w.seek(SeekFrom::Current(-100)).is_err());
         fs::remove_file(&path).unwrap();
-    }
-
-    #[test]
-    fn programs_in_path() {
-        assert!(have_program("sh"));
-        assert!(!have_program("ember-no-such-program"));
-        assert!(have_program("/bin/sh"));
     }
 
     #[test]

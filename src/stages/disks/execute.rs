@@ -72,17 +72,8 @@ impl Executor<'_, '_> {
         f: impl FnOnce(&mut Self) -> Result<(), Error>,
     ) -> Result<(), Failure> {
         let ops = self.ctx.ops;
-        let op = ops.start(&desc);
-        match f(self) {
-            Ok(()) => {
-                op.finish();
-                Ok(())
-            }
-            Err(e) => {
-                op.fail(&e);
-                Err(Failure::new(desc).at(path.clone()).caused_by(e))
-            }
-        }
+        ops.run(&desc, || f(self))
+            .map_err(|e| Failure::new(desc.clone()).at(path.clone()).caused_by(e))
     }
 
     fn links(&mut self, node: &Path) {
@@ -206,7 +197,11 @@ impl Executor<'_, '_> {
                 Some(c) => luks_decide(c, &l.key, &l.device, &insp)?,
                 None => LuksAction::Format { wipe: insp.found },
             };
-            log::info!("LUKS volume {:?} on {}: {action:?}", l.name, l.device);
+            let decided = LuksPlan {
+                action: action.clone(),
+                ..l.clone()
+            };
+            log::info!("decided now that the device exists: {decided}");
         }
         self.ctx
             .state
@@ -236,7 +231,7 @@ impl Executor<'_, '_> {
                 .arg("-d")
                 .arg(&node)
                 .arg(pin)
-                .arg(cfg)
+                .secret_arg(cfg)
                 .run()?;
             if l.clevis_unlock_check {
                 Command::new("cryptsetup")

@@ -14,7 +14,8 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 
 use crate::config::model::Clevis;
-use crate::system::command::Command;
+use crate::system::command::{self, Command, Output};
+use crate::system::kmod;
 
 /// Key bytes: not printed by `Debug`, zeroed when dropped.
 #[derive(Clone, Default)]
@@ -183,7 +184,7 @@ pub(crate) fn ensure_dm() -> Result<(), String> {
     };
     let mut why = String::new();
     if !has_dm() {
-        if let Err(e) = Command::new("modprobe").arg("dm_mod").run() {
+        if let Err(e) = kmod::modprobe("dm_mod") {
             why = e.to_string();
         }
     }
@@ -198,7 +199,7 @@ pub(crate) fn ensure_dm() -> Result<(), String> {
         ));
     }
     if !Path::new("/sys/module/dm_crypt").exists() {
-        if let Err(e) = Command::new("modprobe").arg("dm_crypt").run() {
+        if let Err(e) = kmod::modprobe("dm_crypt") {
             log::debug!("{e}");
         }
     }
@@ -251,6 +252,19 @@ pub(crate) fn test_key_command(device: &Path, key: &Path) -> Command {
         .args(["luksOpen", "--test-passphrase", "--key-file"])
         .arg(key)
         .arg(device)
+}
+
+/// cryptsetup's exit status when no key slot opens with the passphrase.
+const CRYPTSETUP_WRONG_PASSPHRASE: i32 = 2;
+
+/// What `test` (a [`test_key_command`]) said, given its output: `Ok(true)` when the key
+/// opens the volume, `Ok(false)` when cryptsetup answered "wrong passphrase"; any other
+/// failure (cryptsetup killed, the device busy or missing) is the command's error.
+pub(crate) fn key_opens(test: &Command, out: Output) -> Result<bool, command::Error> {
+    if out.status.code() == Some(CRYPTSETUP_WRONG_PASSPHRASE) {
+        return Ok(false);
+    }
+    test.check(out).map(|_| true)
 }
 
 /// The clevis pin and its JSON config, as Ignition builds them: a custom pin as given, else
@@ -325,7 +339,16 @@ pub(crate) fn clevis_unlock_check(c: &Clevis) -> bool {
     (c.tang.len() + usize::from(c.tpm2 == Some(true))) > 0 && online >= threshold
 }
 
-/// Whether unlocking needs the network (for `_netdev` in crypttab).
+/// Whether clevis binds the volume (Ignition's `Clevis.IsPresent`): tang servers, tpm2 or a
+/// custom pin.
+pub(crate) fn has_clevis(c: &Clevis) -> bool {
+    !c.tang.is_empty()
+        || c.tpm2 == Some(true)
+        || c.custom.pin.as_deref().is_some_and(|p| !p.is_empty())
+}
+
+/// Whether unlocking needs the network (for `_netdev` in crypttab): tang, or a custom pin
+/// that says so.
 pub(crate) fn needs_network(c: &Clevis) -> bool {
     !c.tang.is_empty() || c.custom.needs_network == Some(true)
 }
@@ -335,6 +358,21 @@ mod tests {
     use super::*;
     use crate::config::model::{ClevisCustom, Tang};
     use std::io::Cursor;
+
+    #[test]
+    fn only_a_wrong_passphrase_means_the_key_does_not_open() {
+        let status = |script: &str| {
+            let cmd = Command::new("sh").args(["-c", script]);
+            let out = cmd.run_unchecked().unwrap();
+            key_opens(&cmd, out)
+        };
+        assert!(status("exit 0").unwrap());
+        assert!(!status("exit 2").unwrap());
+        for other in ["echo busy >&2; exit 5", "exit 1", "kill -9 $$"] {
+            let e = status(other).unwrap_err();
+            assert!(matches!(e, command::Error::Failed { .. }), "{other}: {e}");
+        }
+    }
 
     #[test]
     fn generated_keys_are_hex_and_never_printed() {

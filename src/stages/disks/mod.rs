@@ -70,12 +70,8 @@ impl Options {
     /// device timeout.
     pub fn from_env() -> Options {
         let mut o = Options::default();
-        if let Some(t) = std::env::var("EMBER_DEVICE_TIMEOUT")
-            .ok()
-            .and_then(|v| v.trim().parse::<f64>().ok())
-            .filter(|t| t.is_finite() && *t >= 0.0)
-        {
-            o.device_timeout = Duration::from_secs_f64(t);
+        if let Some(t) = super::secs_from_env("EMBER_DEVICE_TIMEOUT") {
+            o.device_timeout = t;
         }
         o
     }
@@ -227,6 +223,8 @@ pub enum Error {
         #[source]
         source: fetch::Error,
     },
+    #[error("tang server {url} has no advertisement (/adv answered 404)")]
+    NoAdvertisement { url: String },
     #[error("the advertisement of tang server {url} is not JSON")]
     BadAdvertisement { url: String },
     #[error("writing the key to a private temporary file")]

@@ -96,16 +96,6 @@ pub enum Target {
     Luks { name: String },
 }
 
-impl Target {
-    /// The kernel node, when it is known before the stage runs.
-    pub fn node(&self) -> Option<&PathBuf> {
-        match self {
-            Target::Existing { node } | Target::Partition { node, .. } => Some(node),
-            Target::Raid { .. } | Target::Luks { .. } => None,
-        }
-    }
-}
-
 impl fmt::Display for Target {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -216,7 +206,7 @@ pub struct DiskPlan {
 }
 
 impl DiskPlan {
-    fn sectors(&self, n: u64) -> Sectors {
+    pub(crate) fn sectors(&self, n: u64) -> Sectors {
         Sectors {
             count: n,
             sector_size: self.sector_size,
@@ -224,7 +214,7 @@ impl DiskPlan {
     }
 }
 
-fn label_part(name: &str) -> String {
+pub(crate) fn label_part(name: &str) -> String {
     if name.is_empty() {
         String::new()
     } else {
@@ -244,14 +234,7 @@ impl fmt::Display for DiskPlan {
             self.sector_size
         )?;
         for (n, u) in &self.active {
-            let mut why = Vec::new();
-            for m in &u.mount_points {
-                why.push(format!("mounted on {}", m.display()));
-            }
-            for h in &u.holders {
-                why.push(format!("held by {h}"));
-            }
-            writeln!(f, "  partition {n} is in use ({})", why.join(", "))?;
+            writeln!(f, "  partition {n} is in use ({u})")?;
         }
         if self.wipe_table {
             writeln!(f, "  wipe the partition table ({})", self.found)?;
@@ -409,8 +392,6 @@ pub struct LuksPlan {
     /// Whether the clevis binding can unlock without the network (the volume is then reopened
     /// through clevis to prove it).
     pub clevis_unlock_check: bool,
-    /// Needs the network to unlock (tang, or a custom pin that says so).
-    pub needs_network: bool,
     /// The key bytes; never displayed.
     pub(crate) key_bytes: super::luks::Secret,
 }

@@ -11,11 +11,13 @@ use super::filesystems::{self, FsSpec};
 use super::partitions::{self, PartitionAction, PartitionSpec};
 use super::plan::*;
 use super::{luks, raid, storage_is_empty, storage_path, Error, Options, Timings};
-use crate::config::model::{Disk, Luks, Storage};
+use crate::config::model::{Disk, Luks, Storage, Tang};
 use crate::config::JsonPath;
 use crate::fetch;
+use crate::providers::cmdline::redact_url;
 use crate::stages::{fetch_resource, Context, Failure};
-use crate::system::blockdev::{self, BlockDevice, SysBlock, Usage};
+use crate::system::blockdev::{self, BlockDevice, SysBlock};
+use crate::system::command;
 use crate::system::devnames;
 use crate::system::gpt::{self, Guid, Op, Table};
 use crate::system::mounts::{self, MountInfo};
@@ -175,16 +177,6 @@ pub(super) fn inspect_node(node: &Path, device: &str) -> Result<Inspection, Erro
     inspect(&mut f, device)
 }
 
-pub(super) fn usage_text(u: &Usage) -> String {
-    let mut why: Vec<String> = u
-        .mount_points
-        .iter()
-        .map(|m| format!("mounted on {}", m.display()))
-        .collect();
-    why.extend(u.holders.iter().map(|h| format!("held by {h}")));
-    why.join(", ")
-}
-
 fn parse_guid(s: &Option<String>) -> Result<Option<Guid>, Error> {
     match s.as_deref() {
         None | Some("") => Ok(None),
@@ -271,7 +263,7 @@ impl Planner<'_> {
             Ok(u) if u.in_use() => Err(Error::InUse {
                 action: action.into(),
                 device: device.into(),
-                why: usage_text(&u),
+                why: u.to_string(),
             }),
             _ => Ok(()),
         }
@@ -358,14 +350,7 @@ impl Planner<'_> {
                     })
                     .map(|j| path.key("partitions").index(j))
                     .unwrap_or_else(|| path.clone());
-                let hint = hint_for(&e);
-                let f = Failure::new(format!("planning the partitions of {}", disk.device))
-                    .at(at)
-                    .caused_by(e);
-                match hint {
-                    Some(h) => f.hint(h),
-                    None => f,
-                }
+                failure(format!("planning the partitions of {}", disk.device), at, e)
             };
             if let Some(j) = nodes[..i].iter().position(|n| n == node) {
                 return Err(fail(Error::SameDisk {
@@ -449,7 +434,7 @@ impl Planner<'_> {
         if disk_usage.in_use() && active.is_empty() {
             return Err(Error::ActiveDisk {
                 device: disk.device.clone(),
-                why: usage_text(&disk_usage),
+                why: disk_usage.to_string(),
             });
         }
         if wipe && !active.is_empty() {
@@ -457,7 +442,7 @@ impl Planner<'_> {
                 device: disk.device.clone(),
                 why: active
                     .iter()
-                    .map(|(n, u)| format!("partition {n} {}", usage_text(u)))
+                    .map(|(n, u)| format!("partition {n} {u}"))
                     .collect::<Vec<_>>()
                     .join("; "),
             });
@@ -534,12 +519,9 @@ impl Planner<'_> {
         for (i, r) in storage.raid.iter().enumerate() {
             let path = storage_path("raid", i);
             let level = r.level.clone().unwrap_or_default();
-            let fail = |e: Error| {
-                Failure::new(format!("planning raid array {:?}", r.name))
-                    .at(path.clone())
-                    .caused_by(e)
-            };
-            if !devices::have_program("mdadm") {
+            let fail =
+                |e: Error| failure(format!("planning raid array {:?}", r.name), path.clone(), e);
+            if !command::have_program("mdadm") {
                 return Err(fail(Error::MissingTool {
                     program: "mdadm".into(),
                     purpose: format!("for raid array {:?}", r.name),
@@ -579,18 +561,18 @@ impl Planner<'_> {
         for (i, l) in storage.luks.iter().enumerate() {
             let path = storage_path("luks", i);
             let lp = self.plan_one_luks(l, path.clone()).map_err(|e| {
-                let hint = match &e {
-                    Error::Unsupported(_) => Some(
+                let dm = matches!(e, Error::Unsupported(_));
+                let f = failure(
+                    format!("planning LUKS volume {:?}", l.name),
+                    path.clone(),
+                    e,
+                );
+                if dm {
+                    f.hint(
                         "use a kernel with device-mapper and dm-crypt, or load dm_mod and dm_crypt",
-                    ),
-                    e => hint_for(e),
-                };
-                let f = Failure::new(format!("planning LUKS volume {:?}", l.name))
-                    .at(path.clone())
-                    .caused_by(e);
-                match hint {
-                    Some(h) => f.hint(h),
-                    None => f,
+                    )
+                } else {
+                    f
                 }
             })?;
             self.plan.luks.push(lp);
@@ -607,14 +589,14 @@ impl Planner<'_> {
         if l.cex.enabled == Some(true) {
             return Err(Error::Cex);
         }
-        if !devices::have_program("cryptsetup") {
+        if !command::have_program("cryptsetup") {
             return Err(Error::MissingTool {
                 program: "cryptsetup".into(),
                 purpose: format!("for LUKS volume {:?}", l.name),
             });
         }
-        let uses_clevis = luks::clevis_config(&l.clevis, &[]).is_some();
-        if uses_clevis && !devices::have_program("clevis") {
+        let uses_clevis = luks::has_clevis(&l.clevis);
+        if uses_clevis && !command::have_program("clevis") {
             return Err(Error::MissingTool {
                 program: "clevis".into(),
                 purpose: format!("for the clevis binding of LUKS volume {:?}", l.name),
@@ -651,7 +633,8 @@ impl Planner<'_> {
                     let key_checked = match self.current_node(&target) {
                         Some(node) => {
                             let kf = luks::KeyFile::new(&key_bytes).map_err(Error::KeyFile)?;
-                            if luks::test_key_command(&node, kf.path()).run().is_err() {
+                            let test = luks::test_key_command(&node, kf.path());
+                            if !luks::key_opens(&test, test.run_unchecked()?)? {
                                 return Err(Error::BadVolume {
                                     device: device.clone(),
                                     reason: format!("found {found}, but the key does not open it"),
@@ -675,23 +658,7 @@ impl Planner<'_> {
         if uses_clevis {
             let mut advs = Vec::new();
             for t in &l.clevis.tang {
-                let bad = || Error::BadAdvertisement { url: t.url.clone() };
-                let adv = match t.advertisement.as_deref().filter(|a| !a.is_empty()) {
-                    Some(a) => serde_json::from_str(a).map_err(|_| bad())?,
-                    None => {
-                        let url = format!("{}/adv", t.url.trim_end_matches('/'));
-                        let bytes = self
-                            .fetcher
-                            .fetch_bytes(&fetch::Resource::new(url), 1 << 20)
-                            .map_err(|source| Error::FetchAdvertisement {
-                                url: t.url.clone(),
-                                source,
-                            })?
-                            .unwrap_or_default();
-                        serde_json::from_slice(&bytes).map_err(|_| bad())?
-                    }
-                };
-                advs.push(Some(adv));
+                advs.push(Some(tang_advertisement(self.fetcher, t)?));
             }
             clevis = luks::clevis_config(&l.clevis, &advs);
         }
@@ -710,7 +677,6 @@ impl Planner<'_> {
             open_options: l.open_options.clone(),
             clevis,
             clevis_unlock_check: luks::clevis_unlock_check(&l.clevis),
-            needs_network: luks::needs_network(&l.clevis),
             key_bytes,
         })
     }
@@ -729,17 +695,14 @@ impl Planner<'_> {
                 continue;
             };
             let fail = |e: Error| {
-                let hint = hint_for(&e);
-                let f = Failure::new(format!("planning the filesystem on {}", f.device))
-                    .at(path.clone())
-                    .caused_by(e);
-                match hint {
-                    Some(h) => f.hint(h),
-                    None => f,
-                }
+                failure(
+                    format!("planning the filesystem on {}", f.device),
+                    path.clone(),
+                    e,
+                )
             };
             if let Some(program) = filesystems::mkfs_program(format) {
-                if !devices::have_program(program) {
+                if !command::have_program(program) {
                     return Err(fail(Error::MissingTool {
                         program: program.into(),
                         purpose: format!("to make {format} filesystems"),
@@ -791,6 +754,31 @@ impl Planner<'_> {
 }
 
 /// How to get past the common refusals.
+/// The advertisement of tang server `t`: the config's, else the server's `<url>/adv`.
+fn tang_advertisement(fetcher: &fetch::Fetcher, t: &Tang) -> Result<serde_json::Value, Error> {
+    let url = redact_url(&t.url);
+    if let Some(a) = t.advertisement.as_deref().filter(|a| !a.is_empty()) {
+        return serde_json::from_str(a).map_err(|_| Error::BadAdvertisement { url });
+    }
+    let adv = format!("{}/adv", t.url.trim_end_matches('/'));
+    let bytes = match fetcher.fetch_bytes(&fetch::Resource::new(adv), 1 << 20) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return Err(Error::NoAdvertisement { url }),
+        Err(source) => return Err(Error::FetchAdvertisement { url, source }),
+    };
+    serde_json::from_slice(&bytes).map_err(|_| Error::BadAdvertisement { url })
+}
+
+/// A planning failure of `op` at `at`, with the hint for `e` when there is one.
+fn failure(op: String, at: JsonPath, e: Error) -> Failure {
+    let hint = hint_for(&e);
+    let f = Failure::new(op).at(at).caused_by(e);
+    match hint {
+        Some(h) => f.hint(h),
+        None => f,
+    }
+}
+
 fn hint_for(e: &Error) -> Option<&'static str> {
     use super::partitions::PartitionError as P;
     Some(match e {
@@ -816,6 +804,9 @@ fn hint_for(e: &Error) -> Option<&'static str> {
             "set wipeFilesystem to replace it (its data is lost), or fix format, label and uuid"
         }
         Error::Wait(_) => "check the device path; EMBER_DEVICE_TIMEOUT sets how long to wait",
+        Error::NoAdvertisement { .. } => {
+            "check the tang server's URL, or give its advertisement in the config"
+        }
         _ => return None,
     })
 }
@@ -843,7 +834,7 @@ pub(super) fn luks_decide(
                 label: h.label.clone(),
                 uuid: h.uuid.clone(),
             };
-            if luks::clevis_config(&l.clevis, &[]).is_some() {
+            if luks::has_clevis(&l.clevis) {
                 return Err(bad(format!(
                     "found {found}, and a volume with a clevis binding is never reused"
                 )));
@@ -1010,4 +1001,72 @@ fn resolve_planned(
         }
     }
     Ok(Some(Target::Existing { node }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+
+    /// An HTTP server on 127.0.0.1 that answers every request with `status` and `body`.
+    fn server(status: &'static str, body: &'static str) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    line.clear();
+                }
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        format!("http://user:pw@{addr}")
+    }
+
+    fn fetcher() -> fetch::Fetcher {
+        fetch::Fetcher::new(fetch::Options {
+            system_ca_files: Some(Vec::new()),
+            ..fetch::Options::default()
+        })
+        .unwrap()
+    }
+
+    fn tang(url: &str, advertisement: Option<&str>) -> Tang {
+        Tang {
+            url: url.to_string(),
+            advertisement: advertisement.map(str::to_string),
+            ..Tang::default()
+        }
+    }
+
+    #[test]
+    fn a_missing_tang_advertisement_is_its_own_error() {
+        let url = server("404 Not Found", "");
+        let e = tang_advertisement(&fetcher(), &tang(&url, None)).unwrap_err();
+        assert!(matches!(e, Error::NoAdvertisement { .. }), "{e}");
+        let msg = e.to_string();
+        assert!(msg.contains("404"), "{msg}");
+        assert!(!msg.contains("pw"), "{msg}");
+        assert!(hint_for(&e).is_some());
+    }
+
+    #[test]
+    fn tang_advertisements_fetched_or_given() {
+        let url = server("200 OK", r#"{"payload":"x"}"#);
+        let adv = tang_advertisement(&fetcher(), &tang(&url, None)).unwrap();
+        assert_eq!(adv["payload"], "x");
+        let adv = tang_advertisement(&fetcher(), &tang(&url, Some(r#"{"a":1}"#))).unwrap();
+        assert_eq!(adv["a"], 1);
+        let e = tang_advertisement(&fetcher(), &tang(&url, Some("nope"))).unwrap_err();
+        assert!(matches!(e, Error::BadAdvertisement { .. }), "{e}");
+        assert!(!e.to_string().contains("pw"), "{e}");
+    }
 }

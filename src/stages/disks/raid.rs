@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::system::command::Command;
+use crate::system::kmod;
 
 /// The kernel module of an md level (what `modprobe` needs before the array can run).
 pub(crate) fn level_module(level: &str) -> &'static str {
@@ -22,13 +23,10 @@ pub(crate) fn level_module(level: &str) -> &'static str {
 /// also have it built in, or load it itself).  Returns why not, otherwise.
 pub(crate) fn ensure_md(level: &str) -> Result<(), String> {
     let mdstat = Path::new("/proc/mdstat");
-    let mut why = String::new();
-    if !mdstat.exists() {
-        match Command::new("modprobe").arg("md_mod").run() {
-            Ok(_) => {}
-            Err(e) => why = e.to_string(),
-        }
-    }
+    let why = kmod::ensure_md()
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     if !mdstat.exists() {
         return Err(format!(
             "the kernel has no md (software RAID) support: /proc/mdstat does not exist{}",
@@ -53,7 +51,7 @@ pub(crate) fn ensure_md(level: &str) -> Result<(), String> {
         })
         .unwrap_or(false);
     if !has {
-        if let Err(e) = Command::new("modprobe").arg(module).run() {
+        if let Err(e) = kmod::modprobe(module) {
             // Built in, or loaded on demand: mdadm reports it if the level really is missing.
             log::debug!("{e}");
         }

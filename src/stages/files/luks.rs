@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use super::units::{append_lines, safe_name};
 use super::{entry_path, failure, Error};
-use crate::config::model::Luks;
 use crate::config::Config;
 use crate::fetch::{self, Fetcher};
+use crate::stages::disks::luks::{has_clevis, needs_network};
 use crate::stages::{Failure, OpLog, Settings, State};
 use crate::system::command::Command;
 use crate::system::devnames::DevNames;
@@ -26,22 +26,6 @@ pub fn crypttab_line(name: &str, uuid: &str, key_file: Option<&str>, netdev: boo
         key_file.unwrap_or("none"),
         if netdev { "_netdev," } else { "" }
     )
-}
-
-/// Whether clevis binds the volume (Ignition's `Clevis.IsPresent`).
-fn has_clevis(l: &Luks) -> bool {
-    !l.clevis.tang.is_empty()
-        || l.clevis.tpm2 == Some(true)
-        || l.clevis
-            .custom
-            .pin
-            .as_deref()
-            .is_some_and(|p| !p.is_empty())
-}
-
-/// Whether opening the volume needs the network: tang, or a custom pin that says so.
-fn needs_network(l: &Luks) -> bool {
-    !l.clevis.tang.is_empty() || l.clevis.custom.needs_network == Some(true)
 }
 
 /// What will be written, for the log.
@@ -92,7 +76,7 @@ pub fn plan_with(cfg: &Config, state: Option<&State>) -> Result<Plan, Failure> {
                 Error::MissingLuksDevice(l.name.clone()),
             ));
         }
-        if !has_clevis(l) {
+        if !has_clevis(&l.clevis) {
             if state.is_some_and(|s| !s.luks_persist_key_files.contains_key(&l.name)) {
                 return Err(failure(
                     &op,
@@ -156,7 +140,7 @@ pub fn apply(
                 Ok(uuid)
             })
             .map_err(|e| failure(&desc, Some(jp.key("device")), e))?;
-        let key_file = if has_clevis(l) {
+        let key_file = if has_clevis(&l.clevis) {
             None
         } else {
             let path = format!("{KEY_DIR}/{}", l.name);
@@ -171,9 +155,14 @@ pub fn apply(
             Some(path)
         };
         lines.push(
-            crypttab_line(&l.name, &uuid, key_file.as_deref(), needs_network(l))
-                .trim_end()
-                .to_string(),
+            crypttab_line(
+                &l.name,
+                &uuid,
+                key_file.as_deref(),
+                needs_network(&l.clevis),
+            )
+            .trim_end()
+            .to_string(),
         );
     }
     let desc = format!("writing \"{CRYPTTAB}\"");
@@ -214,7 +203,7 @@ fn write_key(root: &Root, path: &str, url: &str, fetcher: &Fetcher) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::model::{Clevis, ClevisCustom, Tang};
+    use crate::config::model::{Clevis, ClevisCustom, Luks, Tang};
 
     #[test]
     fn line_format() {
@@ -234,12 +223,12 @@ mod tests {
             name: "x".into(),
             ..Luks::default()
         };
-        assert!(!has_clevis(&l) && !needs_network(&l));
+        assert!(!has_clevis(&l.clevis) && !needs_network(&l.clevis));
         l.clevis = Clevis {
             tpm2: Some(true),
             ..Clevis::default()
         };
-        assert!(has_clevis(&l) && !needs_network(&l));
+        assert!(has_clevis(&l.clevis) && !needs_network(&l.clevis));
         l.clevis = Clevis {
             tang: vec![Tang {
                 url: "http://t".into(),
@@ -247,7 +236,7 @@ mod tests {
             }],
             ..Clevis::default()
         };
-        assert!(has_clevis(&l) && needs_network(&l));
+        assert!(has_clevis(&l.clevis) && needs_network(&l.clevis));
         l.clevis = Clevis {
             custom: ClevisCustom {
                 pin: Some("sss".into()),
@@ -256,7 +245,7 @@ mod tests {
             },
             ..Clevis::default()
         };
-        assert!(has_clevis(&l) && needs_network(&l));
+        assert!(has_clevis(&l.clevis) && needs_network(&l.clevis));
     }
 
     #[test]
