@@ -40,6 +40,7 @@ use crate::fetch;
 use crate::logging;
 use crate::providers::cmdline;
 use crate::stages::disks::partitions::{PartitionAction, Sectors};
+use crate::stages::disks::plan::label_part;
 use crate::stages::disks::{
     self, DiskPlan, FilesystemPlan, FsAction, KeySource, LuksAction, LuksPlan,
 };
@@ -538,14 +539,6 @@ fn sectors(n: u64, ss: u64) -> String {
     .to_string()
 }
 
-fn label(name: &str) -> String {
-    if name.is_empty() {
-        String::new()
-    } else {
-        format!(" {name:?}")
-    }
-}
-
 fn disks_lines(p: &disks::Plan) -> Vec<Line> {
     let mut lines = Vec::new();
     for d in &p.disks {
@@ -606,7 +599,7 @@ fn disk_lines(d: &DiskPlan, lines: &mut Vec<Line>) {
                 format!(
                     "now: partition {}{}: sectors {}-{}, {}, {}",
                     part.number,
-                    label(&part.name),
+                    label_part(&part.name),
                     part.start,
                     part.end,
                     sectors(part.size(), ss),
@@ -620,17 +613,7 @@ fn disk_lines(d: &DiskPlan, lines: &mut Vec<Line>) {
         }
     }
     for (n, u) in &d.active {
-        let mut why: Vec<String> = u
-            .mount_points
-            .iter()
-            .map(|m| format!("mounted on {}", m.display()))
-            .collect();
-        why.extend(u.holders.iter().map(|h| format!("held by {h}")));
-        lines.push(Line::new(
-            2,
-            format!("partition {n} is in use ({})", why.join(", ")),
-            None,
-        ));
+        lines.push(Line::new(2, format!("partition {n} is in use ({u})"), None));
     }
     let parts = d.path.key("partitions");
     if d.wipe_table {
@@ -660,7 +643,7 @@ fn disk_lines(d: &DiskPlan, lines: &mut Vec<Line>) {
                             format!(
                                 "DELETE partition {}{} of {} ({}) with the table: {what}",
                                 part.number,
-                                label(&part.name),
+                                label_part(&part.name),
                                 d.device,
                                 sectors(part.size(), ss)
                             ),
@@ -680,7 +663,7 @@ fn disk_lines(d: &DiskPlan, lines: &mut Vec<Line>) {
                 format!(
                     "keep partition {}{}: matches (sectors {}-{}, {})",
                     existing.number,
-                    label(&existing.name),
+                    label_part(&existing.name),
                     existing.start,
                     existing.end,
                     sectors(existing.size(), ss)
@@ -697,7 +680,7 @@ fn disk_lines(d: &DiskPlan, lines: &mut Vec<Line>) {
                 format!(
                     "create partition {}{} at sector {}, {}, type {}",
                     new.number,
-                    label(&new.name),
+                    label_part(&new.name),
                     new.start,
                     sectors(new.size(), ss),
                     new.type_guid
@@ -709,7 +692,7 @@ fn disk_lines(d: &DiskPlan, lines: &mut Vec<Line>) {
                 format!(
                     "DELETE partition {}{} of {} (sectors {}-{}, {}): {}",
                     existing.number,
-                    label(&existing.name),
+                    label_part(&existing.name),
                     d.device,
                     existing.start,
                     existing.end,
@@ -726,7 +709,7 @@ fn disk_lines(d: &DiskPlan, lines: &mut Vec<Line>) {
                 format!(
                     "SHRINK partition {}{} from {} to {} (start {} kept): data past the new end is lost",
                     existing.number,
-                    label(&existing.name),
+                    label_part(&existing.name),
                     sectors(existing.size(), ss),
                     sectors(new.size(), ss),
                     existing.start
@@ -739,7 +722,7 @@ fn disk_lines(d: &DiskPlan, lines: &mut Vec<Line>) {
                 format!(
                     "grow partition {}{} from {} to {} (start {} kept)",
                     existing.number,
-                    label(&existing.name),
+                    label_part(&existing.name),
                     sectors(existing.size(), ss),
                     sectors(new.size(), ss),
                     existing.start
@@ -755,8 +738,8 @@ fn disk_lines(d: &DiskPlan, lines: &mut Vec<Line>) {
                 format!(
                     "DELETE and RECREATE partition {}{} as{} at sector {}, {} ({reason}): {}",
                     existing.number,
-                    label(&existing.name),
-                    label(&new.name),
+                    label_part(&existing.name),
+                    label_part(&new.name),
                     new.start,
                     sectors(new.size(), ss),
                     found_on(existing.number)
