@@ -1,7 +1,7 @@
 //! The fetcher against real servers on 127.0.0.1: HTTP, HTTPS with generated certificates,
 //! proxies, S3 and GCS mocks, TFTP, failure modes (resets, stalls, trickles, redirect loops).
 
-use crate::harness::{read_request, respond, Conn, HttpRequest, HttpServer};
+use crate::harness::{read_request, respond, Conn, HttpRequest, HttpServer, TempDir};
 use ember::fetch::{
     AwsCredentials, Compression, Error, Fetcher, Hash, HashAlgorithm, Method, Options, ProxyConfig,
     Resource,
@@ -49,14 +49,7 @@ fn ok(body: &'static [u8]) -> impl Fn(&HttpRequest, &mut dyn Conn) + Send + Sync
 
 /// Chain of an error's messages, as a user would see it.
 fn chain(e: &Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = std::error::Error::source(e);
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
+    ember::logging::chain(e)
 }
 
 #[test]
@@ -349,11 +342,10 @@ fn reset(s: TcpStream) {
     drop(s);
 }
 
-#[test]
-fn reset_mid_body_fails_a_writer_and_is_retried_into_a_buffer() {
-    let body = pattern(2 << 20);
-    let b = body.clone();
-    let addr = raw_server(move |i, mut s| {
+/// Serves `body` whole, except on the first connection: 1 MiB of it, then a reset.
+fn reset_once_server(body: &[u8]) -> SocketAddr {
+    let b = body.to_vec();
+    raw_server(move |i, mut s| {
         let _ = read_request(&mut s);
         let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", b.len());
         let _ = s.write_all(head.as_bytes());
@@ -364,7 +356,13 @@ fn reset_mid_body_fails_a_writer_and_is_retried_into_a_buffer() {
         } else {
             let _ = s.write_all(&b);
         }
-    });
+    })
+}
+
+#[test]
+fn reset_mid_body_fails_a_writer_and_is_retried_into_a_buffer() {
+    let body = pattern(2 << 20);
+    let addr = reset_once_server(&body);
     let url = format!("http://{addr}/big");
     let f = fetcher(opts());
     // A writer that has received bytes cannot be rewound: the error is returned.
@@ -386,20 +384,9 @@ fn reset_mid_body_fails_a_writer_and_is_retried_into_a_buffer() {
 #[test]
 fn fetch_to_file_replaces_old_content_and_a_failed_attempt() {
     let body = pattern(2 << 20);
-    let b = body.clone();
-    let addr = raw_server(move |i, mut s| {
-        let _ = read_request(&mut s);
-        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", b.len());
-        let _ = s.write_all(head.as_bytes());
-        if i == 0 {
-            let _ = s.write_all(&b[..1 << 20]);
-            std::thread::sleep(Duration::from_millis(300));
-            reset(s);
-        } else {
-            let _ = s.write_all(&b);
-        }
-    });
-    let path = tempdir("fetch-to-file").join("out");
+    let addr = reset_once_server(&body);
+    let dir = TempDir::new("fetch-to-file");
+    let path = dir.path().join("out");
     std::fs::write(&path, vec![b'x'; 3 << 20]).unwrap();
     let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     let f = fetcher(opts());
@@ -414,7 +401,6 @@ fn fetch_to_file_replaces_old_content_and_a_failed_attempt() {
         std::fs::read(&path).unwrap() == body,
         "file differs from the body"
     );
-    std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
 }
 
 #[test]
@@ -610,7 +596,8 @@ fn wrong_hash_on_a_long_body_leaves_no_file() {
     let body: &'static [u8] = Box::leak(pattern(8 << 20).into_boxed_slice());
     let server = HttpServer::start(ok(body));
     let f = fetcher(opts());
-    let dir = tempdir("fetch-atomic");
+    let tmp = TempDir::new("fetch-atomic");
+    let dir = tmp.path().to_path_buf();
     let dest = dir.join("image.raw");
     let mut wrong = sha512(body);
     wrong.expected[0] ^= 1;
@@ -644,14 +631,6 @@ fn wrong_hash_on_a_long_body_leaves_no_file() {
         0o640
     );
     assert_eq!(dir_entries(&dir), vec!["image.raw".to_string()]);
-    std::fs::remove_dir_all(&dir).unwrap();
-}
-
-fn tempdir(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("ember-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 // --- TLS -------------------------------------------------------------------------------------
@@ -1347,7 +1326,8 @@ fn fetch_many_downloads_files_in_parallel() {
         parallelism: 4,
         ..opts()
     });
-    let dir = tempdir("fetch-many");
+    let tmp = TempDir::new("fetch-many");
+    let dir = tmp.path();
     let jobs: Vec<(Resource, std::path::PathBuf)> = (0..8)
         .map(|i| {
             (
@@ -1370,5 +1350,4 @@ fn fetch_many_downloads_files_in_parallel() {
     // Never more than the bound; more than one at once (4 unless the machine is very busy).
     let peak = peak.load(Ordering::SeqCst);
     assert!((2..=4).contains(&peak), "peak {peak}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }

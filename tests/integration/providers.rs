@@ -120,19 +120,10 @@ fn offline_fetcher() -> Fetcher {
     .unwrap()
 }
 
+use ember::logging::chain;
+
 fn provider(id: &str, ep: &Endpoints) -> Box<dyn Provider> {
     providers::get(id, ep).unwrap()
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 fn b64(data: &[u8]) -> Vec<u8> {
