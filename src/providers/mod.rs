@@ -1,8 +1,8 @@
 //! Platform providers: where a machine's config comes from. One file per platform, all behind
-//! [`Provider`], chosen by Ignition's platform ids with one closed `match` ([`get`]); the
-//! platforms whose config is one GET of their metadata service ([`util::UserData`]) or the
-//! user data of an OpenStack config drive ([`configdrive::OpenStackDrive`]) are built in
-//! [`get`] instead.
+//! [`Provider`], chosen by Ignition's platform ids with one closed `match` ([`get`]). The
+//! platforms whose config is one GET of their metadata service share [`util::UserData`], and
+//! those that read an OpenStack config drive's user data share [`configdrive::OpenStackDrive`]:
+//! their files only name the URL or the drive.
 //!
 //! Providers only return data: `Ok(Some(bytes))`, `Ok(None)` for "no config here" (the engine
 //! then uses an empty config), or an error. They never write to the machine. Their endpoints
@@ -15,6 +15,7 @@
 //! the two platforms that need them). See docs/providers.md for the per-platform rules.
 
 pub mod akamai;
+pub mod aliyun;
 pub mod applehv;
 pub mod aws;
 pub mod azure;
@@ -23,25 +24,32 @@ pub mod brightbox;
 pub mod cloudstack;
 pub mod cmdline;
 pub mod configdrive;
+pub mod digitalocean;
+pub mod exoscale;
 pub mod file;
 pub mod gcp;
+pub mod hetzner;
 pub mod hyperv;
 pub mod ibmcloud;
 pub mod iso9660;
 pub mod kubevirt;
 pub mod metal;
+pub mod nutanix;
 pub mod nvidiabluefield;
 pub mod openstack;
 pub mod oraclecloud;
 pub mod packet;
+pub mod powervs;
 pub mod proxmoxve;
 pub mod qemu;
 pub mod rawhttp;
 pub mod scaleway;
 pub mod system;
+pub mod upcloud;
 pub mod util;
 pub mod virtualbox;
 pub mod vmware;
+pub mod vultr;
 pub mod zvm;
 
 use std::path::PathBuf;
@@ -260,24 +268,9 @@ pub trait Provider: Send + Sync {
 /// The provider for a platform id.
 pub fn get(id: &str, ep: &Endpoints) -> Result<Box<dyn Provider>, Error> {
     let md = ep.metadata.trim_end_matches('/');
-    let user_data = |id: &'static str, base: &str, path: &str, not_found| -> Box<dyn Provider> {
-        Box::new(util::UserData {
-            id,
-            url: format!("{}{path}", base.trim_end_matches('/')),
-            not_found,
-        })
-    };
-    let drive = |id: &'static str| -> Box<dyn Provider> {
-        Box::new(configdrive::OpenStackDrive {
-            id,
-            drives: ep.drives(ep.drive_wait),
-        })
-    };
-    use util::NotFound::{Empty, Error as Fails};
     Ok(match id {
         "akamai" => Box::new(akamai::Akamai::new(md)),
-        // Alibaba Cloud, at its own address.
-        "aliyun" => user_data("aliyun", &ep.aliyun, "/latest/user-data", Empty),
+        "aliyun" => Box::new(aliyun::provider(&ep.aliyun)),
         "applehv" => Box::new(applehv::AppleHv::new(
             ep.vsock_cid,
             ep.vsock_port,
@@ -297,17 +290,16 @@ pub fn get(id: &str, ep: &Endpoints) -> Result<Box<dyn Provider>, Error> {
             )
             .with_dhcp_server(ep.dhcp_server.clone()),
         ),
-        // A 404 is an error, as in Ignition.
-        "digitalocean" => user_data("digitalocean", md, "/metadata/v1/user-data", Fails),
-        "exoscale" => user_data("exoscale", md, "/1.0/user-data", Empty),
+        "digitalocean" => Box::new(digitalocean::provider(md)),
+        "exoscale" => Box::new(exoscale::provider(md)),
         "file" => Box::new(file::File::new(ep.config_file.clone())),
         "gcp" => Box::new(gcp::Gcp::new(md, ep.metadata_timeout)),
-        "hetzner" => user_data("hetzner", md, "/hetzner/v1/userdata", Empty),
+        "hetzner" => Box::new(hetzner::provider(md)),
         "hyperv" => Box::new(hyperv::HyperV),
         "ibmcloud" => Box::new(ibmcloud::IbmCloud::new(ep.drives(ep.cidata_wait))),
         "kubevirt" => Box::new(kubevirt::KubeVirt::new(ep.drives(ep.drive_wait))),
         "metal" => Box::new(metal::Metal),
-        "nutanix" => drive("nutanix"),
+        "nutanix" => Box::new(nutanix::provider(ep.drives(ep.drive_wait))),
         "nvidiabluefield" => Box::new(nvidiabluefield::NvidiaBlueField::new(
             ep.sys_dir.clone(),
             ep.modprobe.clone(),
@@ -315,14 +307,14 @@ pub fn get(id: &str, ep: &Endpoints) -> Result<Box<dyn Provider>, Error> {
         "openstack" => Box::new(openstack::OpenStack::new(openstack::Sources::new(ep))),
         "oraclecloud" => Box::new(oraclecloud::OracleCloud::new(md)),
         "packet" => Box::new(packet::Packet::new(&ep.packet, ep.metadata_timeout)),
-        "powervs" => drive("powervs"),
+        "powervs" => Box::new(powervs::provider(ep.drives(ep.drive_wait))),
         "proxmoxve" => Box::new(proxmoxve::ProxmoxVe::new(ep.drives(ep.cidata_wait))),
         "qemu" => Box::new(qemu::Qemu::new(ep.sys_dir.clone(), ep.modprobe.clone())),
         "scaleway" => Box::new(scaleway::Scaleway::new(&ep.scaleway)),
-        "upcloud" => user_data("upcloud", md, "/metadata/v1/user_data", Empty),
+        "upcloud" => Box::new(upcloud::provider(md)),
         "virtualbox" => Box::new(virtualbox::VirtualBox),
         "vmware" => Box::new(vmware::VmWare),
-        "vultr" => user_data("vultr", md, "/user-data/user-data", Empty),
+        "vultr" => Box::new(vultr::provider(md)),
         "zvm" => Box::new(zvm::Zvm),
         p => return Err(Error::UnknownPlatform(p.into())),
     })

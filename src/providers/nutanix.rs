@@ -1,0 +1,13 @@
+//! `nutanix` (Nutanix AHV): `openstack/latest/user_data` on the config drive labelled
+//! `config-2` (a missing file means no config). Ignition waits for the drive forever; Ember
+//! stops after [`super::Endpoints::drive_wait`] with an error. Works offline.
+
+use super::configdrive::{OpenStackDrive, Search};
+
+/// The provider; `drives` finds the config drive.
+pub fn provider(drives: Search) -> OpenStackDrive {
+    OpenStackDrive {
+        id: "nutanix",
+        drives,
+    }
+}

@@ -1,0 +1,13 @@
+//! `vultr` (Vultr): the instance user data, `GET <base>/user-data/user-data` from the link-local
+//! metadata service. A 404 or an empty body means no config.
+
+use super::util::{NotFound, UserData};
+
+/// The provider; `base` is the metadata service's base URL.
+pub fn provider(base: &str) -> UserData {
+    UserData {
+        id: "vultr",
+        url: format!("{}/user-data/user-data", base.trim_end_matches('/')),
+        not_found: NotFound::Empty,
+    }
+}
